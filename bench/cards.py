@@ -1,0 +1,187 @@
+"""Zoo cards (``models/*.toml``) and suite cards (``suites/*.toml``): found on a search path,
+parsed into typed dataclasses and validated on load."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from bench.config import content_hash, parse, read_toml
+from bench.data import DATASETS
+from bench.errors import CardError, UnknownName
+from bench.models import ARCHITECTURES
+from bench.targets import TargetSpec, validate_target_spec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+Pos = Annotated[int, Field(ge=1)]
+NonNeg = Annotated[float, Field(ge=0)]
+_FORBID = ConfigDict(extra="forbid")
+
+
+def card_roots() -> list[Path]:
+    """``$BENCH_CARDS`` (path-separated), then the working directory, then the project checkout."""
+    roots = [Path(p) for p in os.environ.get("BENCH_CARDS", "").split(os.pathsep) if p]
+    return list(dict.fromkeys(roots + [Path.cwd(), PROJECT_ROOT]))
+
+
+def card_names(folder: str) -> list[str]:
+    return sorted({p.stem for root in card_roots() for p in (root / folder).glob("*.toml")})
+
+
+def find_card(folder: str, name: str, kind: str) -> Path:
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise CardError(f"{path}: no such {kind} card file")
+        return path
+    for root in card_roots():
+        path = root / folder / f"{name}.toml"
+        if path.is_file():
+            return path
+    raise UnknownName(kind, name, card_names(folder))
+
+
+# --------------------------------------------------------------------------- zoo cards
+@dataclass(frozen=True)
+class TrainerSpec:
+    __pydantic_config__ = _FORBID
+    epochs: Pos = 40
+    batch_size: Pos = 64
+    lr: NonNeg = 0.1
+    lr_decay: NonNeg = 0.3
+    lr_step_epochs: Pos = 4
+    lr_cycle_epochs: Pos = 20
+    momentum: NonNeg = 0.9
+    weight_decay: NonNeg = 0.0
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    split_seed: int = 0
+    train_images: Annotated[int, Field(ge=0)] = 0  # 0: the whole training split; else a seeded subset
+    augment: bool = True  # random crop (pad 4, reflect) + horizontal flip
+
+
+@dataclass(frozen=True)
+class RegularizerSpec:
+    __pydantic_config__ = _FORBID
+    alpha: NonNeg
+    target: Any  # validated by the target registry into a TargetSpec
+    pairs_per_step: Pos = 16
+    loss_convention: Literal["code", "paper"] = "code"
+    loss_eps: Annotated[float, Field(gt=0)] = 1e-5
+    ema_beta: Annotated[float, Field(ge=0, lt=1)] = 0.9
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    __pydantic_config__ = _FORBID
+    arch: str
+    dataset: str
+    width: Pos = 64
+    description: str = ""
+    seeds: tuple[int, ...] = (0,)
+    trainer: TrainerSpec = TrainerSpec()
+    regularizer: RegularizerSpec | None = None
+    name: str = ""  # the file's stem, set on load
+    path: str = ""
+
+    @property
+    def regularizer_label(self) -> str:
+        """'none', 'shuffle' or the target kind: what the leaderboard groups by."""
+        reg = self.regularizer
+        if reg is None or reg.alpha == 0:
+            return "none"
+        return "shuffle" if reg.target.shuffle != "none" else reg.target.kind
+
+    @property
+    def card_hash(self) -> str:
+        """The training recipe only: a new description or seed list does not retrain."""
+        return content_hash({f: getattr(self, f) for f in ("arch", "dataset", "width", "trainer", "regularizer")})
+
+
+def load_model_card(name: str) -> ModelCard:
+    path = find_card("models", name, "model")
+    where = str(path)
+    raw = read_toml(path)
+    for key in ("name", "path"):
+        if key in raw:
+            raise CardError(f"{where}: unknown key '{key}'; a card is named by its file name")
+    target_table = None
+    if isinstance(raw.get("regularizer"), dict):
+        raw["regularizer"] = dict(raw["regularizer"])
+        target_table = raw["regularizer"].get("target")
+        if not isinstance(target_table, dict):
+            raise CardError(f"{where}: key 'regularizer.target' must be a table (got {target_table!r})")
+    card = parse(ModelCard, raw, where)
+    ARCHITECTURES.get(card.arch, f"{where}: key 'arch'")
+    DATASETS.get(card.dataset, f"{where}: key 'dataset'")
+    if card.regularizer is not None:
+        spec: TargetSpec = validate_target_spec(target_table, where, "regularizer.target")
+        card = dataclasses.replace(card, regularizer=dataclasses.replace(card.regularizer, target=spec))
+    return dataclasses.replace(card, name=path.stem, path=where)
+
+
+# --------------------------------------------------------------------------- suite cards
+@dataclass(frozen=True)
+class SubsetSpec:
+    __pydantic_config__ = _FORBID
+    size: Pos
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    kind: str
+    params: Any  # the evaluation's Params dataclass
+
+
+@dataclass(frozen=True)
+class SuiteCard:
+    __pydantic_config__ = _FORBID
+    version: int
+    dataset: str
+    models: tuple[str, ...]
+    subset: SubsetSpec
+    evaluations: tuple[Any, ...]
+    seeds: tuple[int, ...] = (0,)
+    description: str = ""
+    batch_size: Pos = 250
+    name: str = ""
+    path: str = ""
+    cards: tuple[Any, ...] = field(default=(), repr=False)  # the loaded ModelCards, in order
+
+
+def load_suite_card(name: str) -> SuiteCard:
+    from bench.evals import EVALUATIONS  # evaluations import attack libraries: only when needed
+
+    path = find_card("suites", name, "suite")
+    where = str(path)
+    raw = read_toml(path)
+    for key in ("name", "path", "cards"):
+        if key in raw:
+            raise CardError(f"{where}: unknown key '{key}'")
+    suite = parse(SuiteCard, raw, where)
+    DATASETS.get(suite.dataset, f"{where}: key 'dataset'")
+    evals = []
+    for n, table in enumerate(suite.evaluations):
+        prefix = f"evaluations[{n}]"
+        if not isinstance(table, dict) or not isinstance(table.get("kind"), str):
+            raise CardError(f"{where}: '{prefix}' must be a table with a string key 'kind'")
+        ev = EVALUATIONS.get(table["kind"], f"{where}: key '{prefix}.kind'")
+        params = parse(ev.Params, {k: v for k, v in table.items() if k != "kind"}, where, prefix)
+        evals.append(EvalSpec(table["kind"], params))
+    cards = []
+    for model in suite.models:
+        try:
+            card = load_model_card(model)
+        except UnknownName as exc:
+            raise CardError(f"{where}: key 'models': {exc}") from None
+        if card.dataset != suite.dataset:
+            raise CardError(
+                f"{where}: model {model!r} is trained on {card.dataset!r} but the suite evaluates "
+                f"{suite.dataset!r}; use a model card for {suite.dataset!r}"
+            )
+        cards.append(card)
+    return dataclasses.replace(suite, name=path.stem, path=where, evaluations=tuple(evals), cards=tuple(cards))

@@ -1,0 +1,190 @@
+"""The ``bench`` command line. Errors caused by input print one line and exit 2; Ctrl-C keeps
+what is finished (epochs, cells) and says how to resume."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bench.errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="neuroreg-bench: train brain-regularized classifiers and benchmark their robustness.")
+zoo = typer.Typer(no_args_is_help=True, help="The model zoo: cards in models/, training, export.")
+app.add_typer(zoo, name="zoo")
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Workdir = Annotated[Path, typer.Option(help="Where checkpoints (and by default the store) live.")]
+Store = Annotated[Optional[Path], typer.Option(help="Results database [default: WORKDIR/results.sqlite].")]
+DataRoot = Annotated[Optional[Path], typer.Option(help="Folder with datasets (before $BENCH_DATA).")]
+Reports = Annotated[Path, typer.Option(help="Leaderboards go to REPORTS/SUITE/.")]
+
+
+class RichProgress:
+    """Adapts bench.runtime.Progress to one shared rich progress display."""
+
+    def __init__(self, display: Progress):
+        self.display, self.task = display, None
+
+    def start(self, description: str, total: int) -> None:
+        if self.task is not None:
+            self.display.update(self.task, visible=False)
+        self.task = self.display.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self.display.advance(self.task, n)
+
+    def log(self, message: str) -> None:
+        self.display.console.log(message)
+
+
+def _display() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err, transient=False)
+
+
+def _store_path(workdir: Path, store: Optional[Path]) -> Path:
+    return store if store is not None else workdir / "results.sqlite"
+
+
+@app.command()
+def run(suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml) or a path to a card.")],
+        device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
+        data_root: DataRoot = None, reports: Reports = Path("reports")) -> None:
+    """Train what is missing, evaluate what is missing, print and write the leaderboard."""
+    from bench.cards import load_suite_card
+    from bench.report import build_leaderboard, write_reports
+    from bench.store import ResultStore
+    from bench.suite import run_suite
+
+    card = load_suite_card(suite)
+    with ResultStore(_store_path(workdir, store)) as db:
+        with _display() as display:
+            summary = run_suite(card, db, workdir, device, data_root, lambda: RichProgress(display))
+        trained = ", ".join(summary.trained) or "none"
+        out.print(f"[bold]{card.name}[/] v{card.version}: trained {trained}; evaluated {summary.evaluated} cells, "
+                  f"{summary.skipped} already in the store ({summary.seconds:.0f} s)")
+        board = build_leaderboard(card, db)
+        dest = write_reports(board, reports)
+    _print_board(board, dest)
+
+
+@app.command()
+def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
+           workdir: Workdir = Path(".bench"), store: Store = None, reports: Reports = Path("reports")) -> None:
+    """Re-render a suite's leaderboard from the store (no training, no evaluation)."""
+    from bench.cards import load_suite_card
+    from bench.report import build_leaderboard, write_reports
+    from bench.store import ResultStore
+
+    card = load_suite_card(suite)
+    path = _store_path(workdir, store)
+    if not path.is_file():
+        raise BenchError(f"{path}: no results store here; run 'bench run {card.name}' first or pass --store")
+    with ResultStore(path) as db:
+        board = build_leaderboard(card, db)
+        dest = write_reports(board, reports)
+    _print_board(board, dest)
+
+
+def _print_board(board, dest: Path) -> None:
+    out.print(board.text_table())
+    for flag in board.flags:
+        out.print(f"[yellow]flag:[/] {flag}")
+    if board.missing:
+        out.print(f"[yellow]{len(board.missing)} cells missing from the store[/]")
+    out.print(f"wrote {dest}/leaderboard.md, results.csv, noise.png")
+
+
+@app.command()
+def suites() -> None:
+    """List the suite cards on the search path."""
+    from bench.cards import card_names, load_suite_card
+
+    for name in card_names("suites"):
+        card = load_suite_card(name)
+        out.print(f"{name:24s} v{card.version}  {card.dataset:14s} {len(card.models)} models  {card.description}")
+
+
+@zoo.command("list")
+def zoo_list() -> None:
+    """List the model cards."""
+    from bench.cards import card_names, load_model_card
+
+    for name in card_names("models"):
+        card = load_model_card(name)
+        out.print(f"{name:28s} {card.arch}/w{card.width:<3d} {card.dataset:14s} {card.regularizer_label:16s} {card.card_hash}")
+
+
+@zoo.command("show")
+def zoo_show(name: str) -> None:
+    """Show a model card as parsed and validated, with its hash."""
+    from bench.cards import load_model_card
+    from bench.config import canonical_json
+
+    card = load_model_card(name)
+    out.print(f"{card.name} ({card.path}), regularizer {card.regularizer_label}, card hash {card.card_hash}")
+    out.print_json(canonical_json(card))
+
+
+@zoo.command("train")
+def zoo_train(name: str, seed: Annotated[int, typer.Option()] = 0, device: Device = "auto",
+              workdir: Workdir = Path(".bench"), data_root: DataRoot = None) -> None:
+    """Train one model seed (resumes an interrupted run; does nothing if already trained)."""
+    from bench.cards import load_model_card
+    from bench.train.checkpoint import load_checkpoint
+    from bench.train.trainer import train
+
+    card = load_model_card(name)
+    with _display() as display:
+        path = train(card, seed, workdir, device, data_root, RichProgress(display))
+    ckpt = load_checkpoint(path)
+    h = ckpt["history"][ckpt["best_epoch"] - 1]
+    out.print(f"{path}: best epoch {ckpt['best_epoch']}, val_acc {h['val_acc']:.4f}, checkpoint {ckpt['state_hash']}")
+
+
+@zoo.command("export")
+def zoo_export(name: str, to: Annotated[Path, typer.Option(help="Destination file.")],
+               seed: Annotated[int, typer.Option()] = 0, workdir: Workdir = Path(".bench")) -> None:
+    """Copy a trained model's self-contained checkpoint (load it with bench.load_model)."""
+    from bench.cards import load_model_card
+    from bench.train.trainer import trained_path
+
+    card = load_model_card(name)
+    path = trained_path(workdir, card, seed)
+    if path is None:
+        raise BenchError(f"{name} seed {seed} is not trained in {workdir}; run 'bench zoo train {name} --seed {seed}'")
+    to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = to.with_name(f".{to.name}.tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(to)
+    out.print(f"wrote {to}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished epochs and cells are saved; run the same command again to resume")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

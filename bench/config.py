@@ -1,0 +1,83 @@
+"""TOML -> typed, frozen dataclasses, validated on load (pydantic in strict JSON mode, so a
+string is never silently coerced into a number). Errors name the file, the key and the
+expected type on one line."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from bench.errors import CardError
+
+T = TypeVar("T")
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a table",
+    "dataclass_type": "a table",
+}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    except OSError as exc:
+        raise CardError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _format_error(exc: ValidationError, where: str, prefix: str) -> str:
+    err = exc.errors()[0]
+    loc = prefix + "".join(
+        f"[{p}]" if isinstance(p, int) else ("." if i or prefix else "") + str(p)
+        for i, p in enumerate(err["loc"])
+    )
+    kind = err["type"]
+    if kind == "missing":
+        return f"{where}: missing required key '{loc}'"
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"{where}: unknown key '{loc}'; remove it or check its spelling"
+    expected = _EXPECTED.get(kind)
+    got = err.get("input")
+    if expected:
+        return f"{where}: key '{loc}' must be {expected} (got {type(got).__name__} {got!r})"
+    return f"{where}: key '{loc}': {err['msg']} (got {got!r})"
+
+
+def parse(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> T:
+    """Validate ``data`` into ``cls``. ``where`` names the file; ``prefix`` the table inside it."""
+    try:
+        return TypeAdapter(cls).validate_json(json.dumps(data), strict=True)
+    except ValidationError as exc:
+        raise CardError(_format_error(exc, where, prefix)) from None
+
+
+def as_dict(obj: Any) -> Any:
+    """JSON-ready form of a (nested) dataclass, for hashing and storage."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(as_dict(obj), sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(obj: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]

@@ -1,0 +1,74 @@
+"""The evaluation interface. An evaluation is a pure function of (model, images, labels,
+parameters, seed): the runner owns I/O and the store."""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from bench.registry import Registry
+from bench.runtime import Progress, Silent
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # e.g. 'noise-gaussian', 'pgd-linf', 'minimal-l2'
+    param: float | None  # the level or epsilon; None where there is none
+    statistic: str  # 'accuracy', 'median', 'found', ...
+    value: float
+
+
+@dataclass
+class EvalOutput:
+    metrics: list[Metric] = field(default_factory=list)
+    # per-image outcomes: (metric, param, values); 1/0 correctness or a distance
+    examples: list[tuple[str, float | None, torch.Tensor]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)  # how it was measured, shown in reports
+
+
+@dataclass
+class EvalContext:
+    device: torch.device
+    seed: int  # this cell's own seed
+    batch_size: int = 250
+    progress: Progress = field(default_factory=Silent)
+
+
+class Evaluation(ABC):
+    Params: ClassVar[type]
+    kind: ClassVar[str]
+
+    def __init__(self, params: Any):
+        self.params = params
+
+    def max_images(self) -> int:
+        return getattr(self.params, "max_images", 0)
+
+    def work(self, n_images: int) -> int:
+        """Units of progress for ``n_images`` (the runner's progress bar total)."""
+        return n_images
+
+    @abstractmethod
+    def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext) -> EvalOutput: ...
+
+
+EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
+
+
+def sub_seed(seed: int, *parts: Any) -> int:
+    """A seed derived from a parent seed and any JSON-able parts (a level, an epsilon): adding a
+    level to a grid never changes the numbers of the others."""
+    digest = hashlib.sha256(json.dumps([seed, *parts], sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
+    out = []
+    for s in range(0, len(x), ctx.batch_size):
+        out.append(model(x[s:s + ctx.batch_size].to(ctx.device)).argmax(1).cpu())
+    return torch.cat(out)

@@ -1,0 +1,119 @@
+"""Suite orchestration. Work is idempotent: a trained checkpoint or a stored cell is never redone,
+so re-running a finished suite does nothing and an interrupted one resumes where it stopped."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from bench.cards import EvalSpec, ModelCard, SuiteCard
+from bench.config import canonical_json
+from bench.data import ImageDataset, eval_subset, load_dataset, to_float
+from bench.evals import EVALUATIONS, EvalContext, Evaluation, sub_seed
+from bench.evals.clean import CleanParams
+from bench.runtime import Progress, Silent, device_label, package_versions, resolve_device
+from bench.store import CellKey, ResultStore
+from bench.train.checkpoint import load_checkpoint, load_model
+from bench.train.trainer import train, trained_path
+
+
+@dataclass
+class Cell:
+    card: ModelCard
+    seed: int
+    spec: EvalSpec
+    evaluation: Evaluation
+    n_images: int
+    key: CellKey | None = None  # known once the checkpoint exists
+
+
+@dataclass
+class RunSummary:
+    trained: list[str] = field(default_factory=list)
+    evaluated: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+def suite_evaluations(suite: SuiteCard) -> list[EvalSpec]:
+    """The card's evaluations, with clean accuracy first even where the card omits it."""
+    specs = list(suite.evaluations)
+    if not any(s.kind == "clean" for s in specs):
+        specs.insert(0, EvalSpec("clean", CleanParams()))
+    return specs
+
+
+def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The suite's fixed subset, cut to its first n images for evaluations with max_images."""
+    idx, digest = eval_subset(ds.test_x, ds.test_y, suite.subset.size, suite.subset.seed)
+    if n < len(idx):
+        idx, digest = idx[:n], hashlib.sha256(f"{digest}:{n}".encode()).hexdigest()[:16]
+    return to_float(ds.test_x[idx]), ds.test_y[idx], digest
+
+
+def plan_cells(suite: SuiteCard, n_subset: int) -> list[Cell]:
+    cells = []
+    for card in suite.cards:
+        for seed in suite.seeds:
+            for spec in suite_evaluations(suite):
+                ev = EVALUATIONS.get(spec.kind)(spec.params)
+                n = min(ev.max_images() or n_subset, n_subset)
+                cells.append(Cell(card, seed, spec, ev, n))
+    return cells
+
+
+def cell_key(suite: SuiteCard, cell: Cell, checkpoint_hash: str, subset_hash: str) -> CellKey:
+    return CellKey(suite.name, suite.version, cell.card.name, cell.card.card_hash, checkpoint_hash, cell.seed,
+                   cell.spec.kind, canonical_json(cell.spec.params), subset_hash)
+
+
+def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str = "auto",
+              data_root: Path | None = None, progress: Callable[[], Progress] = Silent) -> RunSummary:
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    summary = RunSummary()
+    ds = load_dataset(suite.dataset, data_root)
+    n_subset = min(suite.subset.size, len(ds.test_y))
+
+    checkpoints: dict[tuple[str, int], Path] = {}
+    for card in suite.cards:
+        for seed in suite.seeds:
+            path = trained_path(workdir, card, seed)
+            if path is None:
+                path = train(card, seed, workdir, device, data_root, progress())
+                summary.trained.append(f"{card.name}/seed{seed}")
+            ckpt = load_checkpoint(path)
+            store.write_training(card.name, card.card_hash, seed, ckpt)
+            checkpoints[(card.name, seed)] = (path, ckpt["state_hash"])
+
+    pending = []
+    subsets: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
+    for cell in plan_cells(suite, n_subset):
+        if cell.n_images not in subsets:
+            subsets[cell.n_images] = subset_for(ds, suite, cell.n_images)
+        cell.key = cell_key(suite, cell, checkpoints[(cell.card.name, cell.seed)][1], subsets[cell.n_images][2])
+        if store.has(cell.key):
+            summary.skipped += 1
+        else:
+            pending.append(cell)
+
+    if pending:
+        bar = progress()
+        bar.start(f"evaluate {suite.name}", sum(c.evaluation.work(c.n_images) for c in pending))
+        packages, dev_label = package_versions(), device_label(dev)
+        for cell in pending:
+            model = load_model(checkpoints[(cell.card.name, cell.seed)][0], str(dev))
+            x, y, _ = subsets[cell.n_images]
+            seed = sub_seed(cell.seed, cell.card.name, cell.spec.kind, cell.key.params)
+            t = time.perf_counter()
+            output = cell.evaluation.run(model, x, y, EvalContext(dev, seed, suite.batch_size, bar))
+            store.write_cell(cell.key, regularizer=cell.card.regularizer_label, arch=cell.card.arch,
+                             dataset=suite.dataset, n_images=len(y), cell_seed=seed, output=output,
+                             packages=packages, device=dev_label, seconds=time.perf_counter() - t)
+            summary.evaluated += 1
+    summary.seconds = time.perf_counter() - t0
+    return summary

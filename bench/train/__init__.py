@@ -1,0 +1,1 @@
+"""Training: the similarity regularizer, its schedule, checkpoints and the loop."""
