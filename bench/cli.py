@@ -169,22 +169,18 @@ def zoo_export(name: str, to: Annotated[Path, typer.Option(help="Destination fil
 
 
 def main() -> None:
+    from typer.exceptions import TyperException  # typer's own (vendored click) usage errors
+
     try:
         app(standalone_mode=False)
     except BenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted: finished epochs and cells are saved; run the same command again to resume")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except TyperException as exc:
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))

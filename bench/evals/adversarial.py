@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import ConfigDict, Field
 
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict, sub_seed
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
 
 Norm = Literal["linf", "l2"]
 CLEAN_ERRORS = "clean errors count as failures (Foolbox semantics): robust accuracy <= clean accuracy"
@@ -51,6 +51,7 @@ class PGDParams:
 class PGD(Evaluation):
     Params = PGDParams
     kind = "pgd"
+    grid = "epsilons"
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons)
@@ -68,7 +69,7 @@ class PGD(Evaluation):
             # foolbox takes no seed: its random start draws from torch's global RNG, so seed a
             # forked copy per epsilon and leave the caller's RNG untouched
             with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-                torch.manual_seed(sub_seed(ctx.seed, eps))
+                torch.manual_seed(self.point_seed(ctx, eps))
                 for sl in _batches(len(y), ctx.batch_size):
                     xb, yb = x[sl].to(ctx.device), y[sl].to(ctx.device)
                     _, clipped, _ = attack(fmodel, xb, yb, epsilons=[eps])
@@ -111,6 +112,7 @@ class Minimal(Evaluation):
 
     Params = MinimalParams
     kind = "minimal"
+    grid = "norms"
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.norms)
@@ -129,7 +131,7 @@ class Minimal(Evaluation):
                 attack = cls(steps=p.steps)
             dist = []
             with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-                torch.manual_seed(sub_seed(ctx.seed, norm))
+                torch.manual_seed(self.point_seed(ctx, norm))
                 for sl in _batches(len(y), ctx.batch_size):
                     xb, yb = x[sl].to(ctx.device), y[sl].to(ctx.device)
                     raw, _, _ = attack(fmodel, xb, yb, epsilons=None)

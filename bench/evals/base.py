@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.config import as_dict
 from bench.registry import Registry
 from bench.runtime import Progress, Silent
 
@@ -33,7 +34,7 @@ class EvalOutput:
 @dataclass
 class EvalContext:
     device: torch.device
-    seed: int  # this cell's own seed
+    seed: int  # the seed of (model, training seed, evaluation kind)
     batch_size: int = 250
     progress: Progress = field(default_factory=Silent)
 
@@ -41,9 +42,16 @@ class EvalContext:
 class Evaluation(ABC):
     Params: ClassVar[type]
     kind: ClassVar[str]
+    grid: ClassVar[str | None] = None  # the parameter that lists points (levels, epsilons, norms)
 
     def __init__(self, params: Any):
         self.params = params
+
+    def point_seed(self, ctx: "EvalContext", point: Any) -> int:
+        """Seed of one grid point: the cell seed, the parameters other than the grid, the point.
+        The same point draws the same noise whatever else is on the grid."""
+        identity = {k: v for k, v in as_dict(self.params).items() if k != self.grid}
+        return sub_seed(ctx.seed, identity, point)
 
     def max_images(self) -> int:
         return getattr(self.params, "max_images", 0)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import ConfigDict, Field
 
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict, sub_seed
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
 
 NoiseKind = Literal["gaussian", "uniform", "saltpepper"]
 
@@ -41,6 +41,7 @@ class NoiseParams:
 class Noise(Evaluation):
     Params = NoiseParams
     kind = "noise"
+    grid = "levels"
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.levels)
@@ -50,7 +51,7 @@ class Noise(Evaluation):
         name = f"noise-{p.noise}"
         out = EvalOutput(notes={"semantics": "noise in [0,1] space, each image clamped to its own [min, max]"})
         for level in p.levels:
-            gen = torch.Generator().manual_seed(sub_seed(ctx.seed, level))
+            gen = torch.Generator().manual_seed(self.point_seed(ctx, level))
             correct = (predict(model, add_noise(x.cpu(), p.noise, level, gen), ctx) == y).float()
             out.metrics.append(Metric(name, level, "accuracy", correct.mean().item()))
             out.examples.append((name, level, correct))

@@ -79,7 +79,7 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
     ds = load_dataset(suite.dataset, data_root)
     n_subset = min(suite.subset.size, len(ds.test_y))
 
-    checkpoints: dict[tuple[str, int], Path] = {}
+    checkpoints: dict[tuple[str, int], tuple[Path, str]] = {}  # -> (path, checkpoint hash)
     for card in suite.cards:
         for seed in suite.seeds:
             path = trained_path(workdir, card, seed)
@@ -108,7 +108,7 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
         for cell in pending:
             model = load_model(checkpoints[(cell.card.name, cell.seed)][0], str(dev))
             x, y, _ = subsets[cell.n_images]
-            seed = sub_seed(cell.seed, cell.card.name, cell.spec.kind, cell.key.params)
+            seed = sub_seed(cell.seed, cell.card.name, cell.spec.kind)
             t = time.perf_counter()
             output = cell.evaluation.run(model, x, y, EvalContext(dev, seed, suite.batch_size, bar))
             store.write_cell(cell.key, regularizer=cell.card.regularizer_label, arch=cell.card.arch,

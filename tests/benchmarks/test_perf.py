@@ -1,0 +1,76 @@
+"""Speed benchmarks (pytest-benchmark). The default test run executes each once as a smoke
+test (``--benchmark-disable``); measure with
+
+    pytest tests/benchmarks --benchmark-enable --benchmark-columns=mean,stddev,rounds
+
+Shapes are the quick suite's: ResNet18 width 8, 28x28, batch 64, k = 16 pairs."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.evals.adversarial import PGD, PGDParams
+from bench.evals.base import EvalContext
+from bench.evals.noise import add_noise
+from bench.models import build_model
+from bench.train.pairs import PairSampler
+from bench.train.similarity import SimilarityHead, similarity_loss
+
+WIDTH, BATCH, K = 8, 64, 16
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 10, WIDTH)
+    head = SimilarityHead([f.shape[1] for f in model.features(torch.rand(2, 1, 28, 28))])
+    opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9)
+    x, y = torch.rand(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    stimuli, target = torch.rand(1000, 1, 28, 28), torch.rand(1000, 1000) * 2 - 1
+    return model, head, opt, x, y, stimuli, target
+
+
+def test_bench_baseline_train_step(benchmark, setup):
+    model, _, opt, x, y, _, _ = setup
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    benchmark(step)
+
+
+def test_bench_regularized_train_step(benchmark, setup):
+    model, head, opt, x, y, stimuli, target = setup
+    sampler = PairSampler(len(stimuli), K, seed=0)
+
+    def step():
+        i, j = sampler.next()
+        s = head(model.features(stimuli[i]), model.features(stimuli[j]))
+        loss = F.cross_entropy(model(x), y) + 10 * similarity_loss(s, target[i, j])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    benchmark(step)
+
+
+def test_bench_noise_eval_batch(benchmark, setup):
+    model = setup[0].eval()
+    x = torch.rand(250, 1, 28, 28)
+
+    @torch.no_grad()
+    def batch():
+        return model(add_noise(x, "gaussian", 0.1, torch.Generator().manual_seed(0))).argmax(1)
+
+    benchmark(batch)
+
+
+def test_bench_pgd_batch(benchmark, setup):
+    model = setup[0].eval()
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    pgd = PGD(PGDParams("linf", (0.02,), steps=10))
+    ctx = EvalContext(torch.device("cpu"), seed=0, batch_size=64)
+    out = benchmark(pgd.run, model, x, y, ctx)
+    assert 0 <= out.metrics[0].value <= 1

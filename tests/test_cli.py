@@ -1,0 +1,65 @@
+import pytest
+
+from conftest import run_cli
+
+
+def one_error_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_unknown_suite_lists_valid_names_and_exits_2(cards):
+    code, out, err = run_cli("run", "nope", "--workdir", str(cards / "w"))
+    assert code == 2
+    line = one_error_line(err)
+    assert "unknown suite 'nope'" in line and "quick" in line and "tiny" in line
+    assert not (cards / "w").exists() and not (cards / "reports").exists()  # nothing written
+
+
+def test_unknown_model_lists_valid_names(cards):
+    code, _, err = run_cli("zoo", "show", "nope")
+    assert code == 2 and "tiny-pixel" in one_error_line(err)
+
+
+def test_ill_typed_card_names_file_key_and_type(cards):
+    (cards / "models" / "bad.toml").write_text('arch = "resnet18"\ndataset = "fmnist-mini"\nwidth = 4.5\n')
+    code, _, err = run_cli("zoo", "train", "bad", "--workdir", str(cards / "w"))
+    line = one_error_line(err)
+    assert code == 2 and "bad.toml" in line and "key 'width' must be an integer (got float 4.5)" in line
+
+
+def test_malformed_suite_toml_exits_2_and_writes_nothing(cards):
+    (cards / "suites" / "broken.toml").write_text("version = 1\n[[evaluations]\n")
+    code, _, err = run_cli("run", "broken", "--workdir", str(cards / "w"))
+    assert code == 2 and "broken.toml: not valid TOML" in one_error_line(err)
+    assert not (cards / "w").exists()
+
+
+def test_export_of_an_untrained_model_says_how_to_train_it(cards, tmp_path):
+    code, _, err = run_cli("zoo", "export", "tiny-none", "--seed", "3", "--to", str(tmp_path / "m.pt"))
+    assert code == 2 and "bench zoo train tiny-none --seed 3" in one_error_line(err)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_report_without_a_store_exits_2(cards):
+    code, _, err = run_cli("report", "tiny", "--workdir", str(cards / "empty"))
+    assert code == 2 and "no results store" in one_error_line(err)
+
+
+def test_bad_device_exits_2(cards):
+    code, _, err = run_cli("zoo", "train", "tiny-none", "--device", "tpu", "--workdir", str(cards / "w"))
+    assert code == 2 and "expected auto, cpu or cuda" in one_error_line(err)
+
+
+def test_usage_errors_exit_2(cards):
+    code, _, _ = run_cli("frobnicate")
+    assert code == 2
+
+
+def test_zoo_list_and_show(cards):
+    code, out, _ = run_cli("zoo", "list")
+    assert code == 0 and "tiny-shuffle" in out and "shuffle" in out and "quick-none" in out
+    code, out, _ = run_cli("zoo", "show", "tiny-pixel")
+    assert code == 0 and '"threshold": 0.5' in out and "pixel-threshold" in out

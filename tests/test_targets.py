@@ -1,0 +1,95 @@
+import itertools
+
+import pytest
+import torch
+
+from bench.targets import build_target, pair_rank, pair_unrank, validate_target_spec
+from bench.targets.base import CosineTarget, ShuffledEntries, ShuffledIds, n_pairs, unit_rows
+from bench.targets.pixel import threshold
+from bench.train.pairs import PairSampler
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 64])
+def test_pair_rank_unrank_round_trip_in_row_major_order(n):
+    pairs = list(itertools.combinations(range(n), 2))
+    i = torch.tensor([p[0] for p in pairs])
+    j = torch.tensor([p[1] for p in pairs])
+    assert torch.equal(pair_rank(i, j, n), torch.arange(len(pairs)))
+    ui, uj = pair_unrank(torch.arange(len(pairs)), n)
+    assert torch.equal(ui, i) and torch.equal(uj, j)
+
+
+def test_unrank_is_exact_at_row_boundaries_for_large_n():
+    n = 5000
+    i = torch.tensor([0, 1, 2, 2499, 4997, 4998])
+    m = torch.cat([pair_rank(i, i + 1, n), pair_rank(i, i + 1, n) - 1]).clamp_min(0)
+    ui, uj = pair_unrank(m, n)
+    assert torch.equal(pair_rank(ui, uj, n), m) and torch.all(ui < uj)
+
+
+def _random_target(n=12, d=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d, generator=g)
+    return x, CosineTarget(torch.zeros(n, 1, 1, 1), unit_rows(x), {"kind": "test"})
+
+
+def test_cosine_target_is_centred_cosine_over_images():
+    x, t = _random_target()
+    c = x.double() - x.double().mean(0)
+    direct = (c @ c.T) / (c.norm(dim=1)[:, None] * c.norm(dim=1)[None, :])
+    assert torch.allclose(t.matrix().double(), direct, atol=1e-6)
+
+
+def test_threshold_maps_to_three_values_and_keeps_diagonal_at_top():
+    _, base = _random_target(n=40, d=5)  # few dimensions: strong similarities of both signs
+    t = CosineTarget(base.images, base.vectors, {}, threshold(0.3, 1e-3))
+    m, raw = t.matrix(), base.matrix()
+    top = torch.tensor(0.999)
+    assert torch.all(torch.isclose(m[raw > 0.3], top))
+    assert torch.all(torch.isclose(m[raw < -0.3], -top))
+    assert torch.all(m[raw.abs() <= 0.3] == 0)
+    assert (raw < -0.3).any() and (raw.abs() <= 0.3).any()  # all three branches exercised
+    assert torch.all(torch.isclose(m.diagonal(), top))
+
+
+def test_shuffle_ids_permutes_rows_and_columns_together_keeping_the_spectrum():
+    _, base = _random_target()
+    s = ShuffledIds(base, seed=3)
+    m, b = s.matrix(), base.matrix()
+    p = s.perm
+    assert torch.allclose(m, b[p][:, p])
+    assert torch.allclose(torch.linalg.eigvalsh(m.double()), torch.linalg.eigvalsh(b.double()), atol=1e-5)
+    assert not torch.allclose(m, b)
+
+
+def test_shuffle_entries_keeps_symmetry_diagonal_and_value_distribution():
+    _, base = _random_target()
+    s = ShuffledEntries(base, seed=3)
+    m, b = s.matrix(), base.matrix()
+    assert torch.allclose(m, m.T) and torch.allclose(m.diagonal(), b.diagonal())
+    iu = torch.triu_indices(12, 12, 1)
+    assert torch.allclose(m[iu[0], iu[1]].sort().values, b[iu[0], iu[1]].sort().values)
+    assert not torch.allclose(m, b)
+
+
+def test_pixel_target_from_a_card_table_and_shuffle_wrapping():
+    spec = validate_target_spec({"kind": "pixel-threshold", "stimuli": "fmnist-mini", "n_stimuli": 20,
+                                 "threshold": 0.5, "shuffle": "ids", "seed": 1}, "card.toml", "regularizer.target")
+    t = build_target(spec)
+    assert t.images.shape == (20, 1, 28, 28) and 0 <= t.images.min() and t.images.max() <= 1
+    assert t.description["shuffle"] == "shuffle-ids"
+    assert torch.allclose(build_target(spec).matrix(), t.matrix())  # seeded
+
+
+def test_pair_sampler_visits_every_pair_once_per_pass_and_resumes_exactly():
+    s = PairSampler(6, 3, seed=0)
+    seen = [tuple(p) for _ in range(5) for p in torch.stack(s.next(), 1).tolist()]
+    assert sorted(seen) == list(itertools.combinations(range(6), 2))
+    state = s.state_dict()
+    after = [torch.stack(s.next(), 1) for _ in range(7)]
+    r = PairSampler(6, 3, seed=99)
+    r.load_state_dict(state)
+    assert all(torch.equal(a, torch.stack(r.next(), 1)) for a in after)
+    with pytest.raises(ValueError):
+        PairSampler(3, 4, seed=0)
+    assert n_pairs(6) == 15
