@@ -17,6 +17,7 @@ from bench.models import ARCHITECTURES
 from bench.targets import TargetSpec, validate_target_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TRAINER_VERSION = 1  # bump when a change of bench/train alters the weights a card produces
 Pos = Annotated[int, Field(ge=1)]
 NonNeg = Annotated[float, Field(ge=0)]
 _FORBID = ConfigDict(extra="forbid")
@@ -97,8 +98,10 @@ class ModelCard:
 
     @property
     def card_hash(self) -> str:
-        """The training recipe only: a new description or seed list does not retrain."""
-        return content_hash({f: getattr(self, f) for f in ("arch", "dataset", "width", "trainer", "regularizer")})
+        """The training recipe only (a new description or seed list does not retrain), and the
+        trainer's version (a change of training code that alters weights does)."""
+        recipe = {f: getattr(self, f) for f in ("arch", "dataset", "width", "trainer", "regularizer")}
+        return content_hash({**recipe, "trainer_version": TRAINER_VERSION})
 
 
 def load_model_card(name: str) -> ModelCard:
@@ -132,6 +135,29 @@ class SubsetSpec:
 
 
 @dataclass(frozen=True)
+class CompareSpec:
+    """Which models the paired comparisons use as references; empty: the first model labelled
+    'none' (baseline) and the first labelled 'shuffle' (control)."""
+
+    __pydantic_config__ = _FORBID
+    baseline: str = ""
+    control: str = ""
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """Tolerances of ``bench check``: the largest absolute change of a number that is not a
+    regression, per evaluation name (clean, noise-gaussian, pgd-linf, minimal-l2, ...)."""
+
+    __pydantic_config__ = _FORBID
+    default: Annotated[float, Field(ge=0)] = 0.0
+    tolerances: dict[str, Annotated[float, Field(ge=0)]] = field(default_factory=dict)
+
+    def tolerance(self, evaluation: str) -> float:
+        return self.tolerances.get(evaluation, self.default)
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     kind: str
     params: Any  # the evaluation's Params dataclass
@@ -148,6 +174,8 @@ class SuiteCard:
     seeds: tuple[int, ...] = (0,)
     description: str = ""
     batch_size: Pos = 250
+    compare: CompareSpec = CompareSpec()
+    check: CheckSpec = CheckSpec()
     name: str = ""
     path: str = ""
     cards: tuple[Any, ...] = field(default=(), repr=False)  # the loaded ModelCards, in order
@@ -184,4 +212,8 @@ def load_suite_card(name: str) -> SuiteCard:
                 f"{suite.dataset!r}; use a model card for {suite.dataset!r}"
             )
         cards.append(card)
+    for key in ("baseline", "control"):
+        ref = getattr(suite.compare, key)
+        if ref and ref not in suite.models:
+            raise CardError(f"{where}: key 'compare.{key}': {ref!r} is not one of the suite's models {list(suite.models)}")
     return dataclasses.replace(suite, name=path.stem, path=where, evaluations=tuple(evals), cards=tuple(cards))

@@ -18,7 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 zoo = typer.Typer(no_args_is_help=True, help="The model zoo: cards in models/, training, export.")
 app.add_typer(zoo, name="zoo")
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# progress and per-epoch logs; wide lines when written to a file or a CI log, not 80 columns
+err = Console(stderr=True, log_path=False, width=None if sys.stderr.isatty() else 200)
 
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Workdir = Annotated[Path, typer.Option(help="Where checkpoints (and by default the store) live.")]
@@ -78,12 +79,15 @@ def run(suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml)
 
 @app.command()
 def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
-           workdir: Workdir = Path(".bench"), store: Store = None, reports: Reports = Path("reports")) -> None:
+           workdir: Workdir = Path(".bench"), store: Store = None, reports: Reports = Path("reports"),
+           format: Annotated[str, typer.Option("--format", help="What to print: text, markdown or latex.")] = "text") -> None:
     """Re-render a suite's leaderboard from the store (no training, no evaluation)."""
     from bench.cards import load_suite_card
     from bench.report import build_leaderboard, write_reports
     from bench.store import ResultStore
 
+    if format not in ("text", "markdown", "latex"):
+        raise BenchError(f"--format {format!r}: expected text, markdown or latex")
     card = load_suite_card(suite)
     path = _store_path(workdir, store)
     if not path.is_file():
@@ -91,16 +95,69 @@ def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")
     with ResultStore(path) as db:
         board = build_leaderboard(card, db)
         dest = write_reports(board, reports)
-    _print_board(board, dest)
+    if format == "latex":
+        out.print(board.latex(), markup=False, highlight=False)
+    elif format == "markdown":
+        out.print((dest / "leaderboard.md").read_text(), markup=False, highlight=False)
+    else:
+        _print_board(board, dest)
 
 
 def _print_board(board, dest: Path) -> None:
-    out.print(board.text_table())
+    out.print(board.text_table(), markup=False, highlight=False)
+    if len(board.delta_table):
+        out.print("\npaired comparisons (Δ [95% bootstrap CI], McNemar p):", markup=False)
+        out.print(board.delta_table.to_string(index=False), markup=False, highlight=False)
     for flag in board.flags:
         out.print(f"[yellow]flag:[/] {flag}")
     if board.missing:
         out.print(f"[yellow]{len(board.missing)} cells missing from the store[/]")
-    out.print(f"wrote {dest}/leaderboard.md, results.csv, noise.png")
+    out.print(f"wrote {dest}/: leaderboard.md, index.html, results.csv, deltas.csv, plots, models/, robustbench/")
+
+
+@app.command()
+def check(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
+          against: Annotated[Path, typer.Option(help="Reference JSON, e.g. reports/SUITE/reference.json.")],
+          update: Annotated[bool, typer.Option("--update", help="Rewrite the reference from the current numbers.")] = False,
+          no_run: Annotated[bool, typer.Option("--no-run", help="Only read the store; do not train or evaluate.")] = False,
+          device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
+          data_root: DataRoot = None) -> None:
+    """Compare a suite's numbers with a reference within the card's [check] tolerances; exit 1 on a regression."""
+    from bench.cards import load_suite_card
+    from bench.check import compare, failed, read_reference, write_reference
+    from bench.report.collect import collect
+    from bench.runtime import package_versions
+    from bench.store import ResultStore
+    from bench.suite import run_suite
+
+    card = load_suite_card(suite)
+    reference = None if update else read_reference(against, card)  # a bad reference fails before any work
+    with ResultStore(_store_path(workdir, store)) as db:
+        if not no_run:
+            with _display() as display:
+                run_suite(card, db, workdir, device, data_root, lambda: RichProgress(display))
+        data = collect(card, db)
+    if data.missing:
+        raise BenchError(f"{len(data.missing)} cells of suite {card.name!r} are not in the store "
+                         f"(first: {data.missing[0]}); run without --no-run")
+    if update:
+        write_reference(card, data.results, against, package_versions())
+        out.print(f"wrote {against} with {len(data.results)} numbers")
+        return
+    changes = compare(reference, data.results, card)
+    moved = [c for c in changes if c.delta != 0 or c.status != "ok"]
+    if moved:
+        rows = [[c.model, c.seed, c.evaluation, "" if c.param is None else f"{c.param:g}", c.statistic,
+                 f"{c.reference:.6g}", f"{c.current:.6g}", f"{c.delta:+.3g}", f"{c.tolerance:g}", c.status] for c in moved]
+        from tabulate import tabulate
+
+        out.print(tabulate(rows, headers=["model", "seed", "evaluation", "param", "statistic", "reference", "current",
+                                          "delta", "tolerance", "status"]), markup=False, highlight=False)
+    bad = [c for c in changes if c.status != "ok"]
+    out.print(f"{card.name}: {len(changes)} numbers checked against {against}; {len(moved) - len(bad)} moved within "
+              f"tolerance, {len(bad)} regressions", markup=False, highlight=False)
+    if failed(changes):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -172,7 +229,7 @@ def main() -> None:
     from typer.exceptions import TyperException  # typer's own (vendored click) usage errors
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns typer.Exit's code here instead of raising
     except BenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -184,3 +241,4 @@ def main() -> None:
     except TyperException as exc:
         exc.show()
         sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -74,3 +74,12 @@ def test_adding_an_evaluation_keeps_finished_cells_and_their_numbers(cards):
 def test_bench_console_script_runs_as_a_subprocess(cards):
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "nope"], capture_output=True, text=True, cwd=cards)
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown suite 'nope'")
+
+
+def test_a_new_evaluation_version_recomputes_only_its_cells(cards, monkeypatch):
+    from bench.evals.adversarial import Minimal
+
+    assert run_cli("run", "tiny", "--device", "cpu")[0] == 0
+    monkeypatch.setattr(Minimal, "version", Minimal.version + 1)
+    code, out, _ = run_cli("run", "tiny", "--device", "cpu")
+    assert code == 0 and "trained none; evaluated 2 cells, 8 already in the store" in out

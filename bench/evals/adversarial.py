@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import numpy as np
 import torch
 from pydantic import ConfigDict, Field
 
@@ -62,8 +63,7 @@ class PGD(Evaluation):
         attack = cls(steps=p.steps, rel_stepsize=p.rel_stepsize, random_start=p.random_start)
         fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=ctx.device)
         name = f"pgd-{p.norm}"
-        out = EvalOutput(notes={"attack": f"foolbox {cls.__name__}", "steps": p.steps, "rel_stepsize": p.rel_stepsize,
-                                "random_start": p.random_start, "semantics": CLEAN_ERRORS})
+        out = EvalOutput(notes={"attack": f"foolbox {cls.__name__}", "semantics": CLEAN_ERRORS})
         for eps in p.epsilons:
             robust = []
             # foolbox takes no seed: its random start draws from torch's global RNG, so seed a
@@ -80,7 +80,7 @@ class PGD(Evaluation):
                     robust.append((predict(model, adv, ctx) == yb.cpu()).float())
                     ctx.progress.advance(len(yb))
             robust = torch.cat(robust)
-            out.metrics.append(Metric(name, eps, "accuracy", robust.mean().item()))
+            out.metrics.append(Metric(name, eps, "accuracy", robust.double().mean().item()))
             out.examples.append((name, eps, robust))
         return out
 
@@ -113,6 +113,7 @@ class Minimal(Evaluation):
     Params = MinimalParams
     kind = "minimal"
     grid = "norms"
+    version = 2  # 2: true median (1 took torch.median's lower middle value)
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.norms)
@@ -120,7 +121,7 @@ class Minimal(Evaluation):
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         fb, p = foolbox(), self.params
         fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=ctx.device)
-        out = EvalOutput(notes={"attack": f"foolbox {p.attack}", "steps": p.steps,
+        out = EvalOutput(notes={"attack": ", ".join(f"foolbox {MINIMAL_ATTACKS[p.attack][n]}" for n in p.norms),
                                 "semantics": "per-image minimal perturbation at [0,1] scale; clean errors = 0, not found = inf"})
         clean_wrong = predict(model, x, ctx) != y
         for norm in p.norms:
@@ -142,7 +143,7 @@ class Minimal(Evaluation):
                     ctx.progress.advance(len(yb))
             dist = torch.cat(dist)
             name = f"minimal-{norm}"
-            out.metrics += [Metric(name, None, "median", dist.median().item()),
-                            Metric(name, None, "found", torch.isfinite(dist).float().mean().item())]
+            out.metrics += [Metric(name, None, "median", float(np.median(dist.numpy()))),  # torch.median takes the lower middle
+                            Metric(name, None, "found", torch.isfinite(dist).double().mean().item())]
             out.examples.append((name, None, dist))
         return out

@@ -43,6 +43,9 @@ class Evaluation(ABC):
     Params: ClassVar[type]
     kind: ClassVar[str]
     grid: ClassVar[str | None] = None  # the parameter that lists points (levels, epsilons, norms)
+    # bump when a code change alters this evaluation's numbers: stored cells of other versions
+    # are then recomputed instead of reused
+    version: ClassVar[int] = 1
 
     def __init__(self, params: Any):
         self.params = params

@@ -21,4 +21,4 @@ class Clean(Evaluation):
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         correct = (predict(model, x, ctx) == y).float()
         ctx.progress.advance(len(y))
-        return EvalOutput([Metric("clean", None, "accuracy", correct.mean().item())], [("clean", None, correct)])
+        return EvalOutput([Metric("clean", None, "accuracy", correct.double().mean().item())], [("clean", None, correct)])

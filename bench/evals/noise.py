@@ -53,7 +53,7 @@ class Noise(Evaluation):
         for level in p.levels:
             gen = torch.Generator().manual_seed(self.point_seed(ctx, level))
             correct = (predict(model, add_noise(x.cpu(), p.noise, level, gen), ctx) == y).float()
-            out.metrics.append(Metric(name, level, "accuracy", correct.mean().item()))
+            out.metrics.append(Metric(name, level, "accuracy", correct.double().mean().item()))
             out.examples.append((name, level, correct))
             ctx.progress.advance(len(y))
         return out

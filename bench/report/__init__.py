@@ -1,4 +1,4 @@
-"""Leaderboards from the results store: tables, CSV and plots under reports/SUITE/."""
+"""Leaderboards from the results store: tables, statistics, plots and exports under reports/SUITE/."""
 from bench.report.leaderboard import Leaderboard, build_leaderboard, write_reports
 
 __all__ = ["Leaderboard", "build_leaderboard", "write_reports"]

@@ -1,61 +1,157 @@
-"""Pure functions over the long results table: seed aggregation, leaderboard columns and
-sanity flags. No I/O here."""
+"""Pure functions from collected results to the numbers a leaderboard shows: per-seed summaries
+(AUC, medians), mean ± SEM over seeds, ranks, paired deltas with bootstrap CIs and McNemar
+tests, and sanity flags. No I/O here."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-ACCURACY_KINDS = ("clean", "noise-", "pgd-")
+from bench.stats import curve_auc, mcnemar, mean_difference, mean_sem, median_shift, paired_bootstrap, per_image_auc, ranks
+
+CURVE_PREFIXES = ("noise-", "pgd-")
+
+
+def is_curve(evaluation: str) -> bool:
+    return evaluation.startswith(CURVE_PREFIXES)
 
 
 def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, SEM and number of seeds per model, evaluation, parameter and statistic."""
-    keys = ["model", "regularizer", "evaluation", "param", "statistic"]
-    g = df.groupby(keys, dropna=False, sort=False)["value"]
-    out = g.agg(mean="mean", n="count", sd=lambda v: v.std(ddof=1) if len(v) > 1 else math.nan).reset_index()
-    out["sem"] = out["sd"] / out["n"].pow(0.5)
-    return out.drop(columns="sd")
+    rows = []
+    for keys, g in df.groupby(["model", "regularizer", "evaluation", "param", "statistic"], dropna=False, sort=False):
+        m, s, n = mean_sem(g["value"])
+        rows.append({**dict(zip(["model", "regularizer", "evaluation", "param", "statistic"], keys)),
+                     "mean": m, "sem": s, "n": n})
+    return pd.DataFrame(rows)
+
+
+def headline_per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """One number per (model, seed, summary column): clean accuracy, the normalised AUC of each
+    noise/PGD curve over its grid, the median of each minimal-perturbation estimate."""
+    rows = []
+    for (model, reg, seed), d in df.groupby(["model", "regularizer", "seed"], sort=False):
+        for ev, e in d.groupby("evaluation", sort=False):
+            if ev == "clean":
+                rows.append((model, reg, seed, "clean", e["value"].iloc[0]))
+            elif is_curve(ev):
+                e = e.sort_values("param")
+                rows.append((model, reg, seed, f"{ev} AUC", curve_auc(e["param"], e["value"])))
+            elif ev.startswith("minimal-"):
+                rows.append((model, reg, seed, f"{ev} median", e[e["statistic"] == "median"]["value"].iloc[0]))
+    return pd.DataFrame(rows, columns=["model", "regularizer", "seed", "column", "value"])
 
 
 def _fmt(mean: float, sem: float, n: int, percent: bool) -> str:
     if math.isnan(mean):
         return "n/a"
-    scale = 100.0 if percent else 1.0
-    text = f"{mean * scale:.1f}" if percent else (f"{mean:.4g}" if math.isfinite(mean) else "inf")
-    if n > 1 and not math.isnan(sem):
-        text += f" ± {sem * scale:.1f}" if percent else f" ± {sem:.2g}"
+    if percent:
+        text = f"{mean * 100:.1f}" + (f" ± {sem * 100:.1f}" if n > 1 and not math.isnan(sem) else "")
+    else:
+        text = (f"{mean:.4g}" if math.isfinite(mean) else "inf") + (f" ± {sem:.2g}" if n > 1 and not math.isnan(sem) else "")
     return text
 
 
-def leaderboard_table(summary: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """One row per model; columns: clean, per noise kind the mean over its grid and the largest
-    level, per PGD norm each epsilon > 0, per minimal norm the median (and found-rate if < 100%)."""
+def main_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """One row per model (seeds aggregated): mean ± SEM of each headline column with its rank
+    in parentheses (1 = most accurate / largest minimal perturbation), and the mean rank."""
+    per_seed = headline_per_seed(df)
+    if per_seed.empty:
+        return pd.DataFrame()
+    columns = list(dict.fromkeys(per_seed["column"]))
+    stats = {(m, c): mean_sem(g["value"]) for (m, c), g in per_seed.groupby(["model", "column"], sort=False)}
+    present = [m for m in models if (m, columns[0]) in stats]
+    rank_of = {c: dict(zip(present, ranks([stats.get((m, c), (math.nan,))[0] for m in present]))) for c in columns}
     rows = []
-    for model in models:
-        s = summary[summary["model"] == model]
-        if s.empty:
+    for m in present:
+        reg = per_seed[per_seed["model"] == m]["regularizer"].iloc[0]
+        row = {"model": m, "regularizer": reg, "seeds": int(per_seed[per_seed["model"] == m]["seed"].nunique())}
+        for c in columns:
+            mean, sem, n = stats.get((m, c), (math.nan, math.nan, 0))
+            unit = "" if c.startswith("minimal-") else " %"
+            row[c + unit] = f"{_fmt(mean, sem, n, not c.startswith('minimal-'))} ({rank_of[c][m]})"
+        row["mean rank"] = f"{np.mean([rank_of[c][m] for c in columns]):.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_pairs(labels: dict[str, str], baseline: str | None = None, control: str | None = None) -> list[tuple[str, str]]:
+    """(model, reference) pairs: every model against the baseline ('none') and against the
+    control ('shuffle'), and the control against the baseline."""
+    models = list(labels)
+    baseline = baseline or next((m for m in models if labels[m] == "none"), None)
+    control = control or next((m for m in models if labels[m] == "shuffle"), None)
+    pairs = []
+    for m in models:
+        for ref in (baseline, control):
+            if ref is not None and m != ref and not (m == baseline and ref == control) and (m, ref) not in pairs:
+                pairs.append((m, ref))
+    return pairs
+
+
+def _stack(examples: dict, model: str, seeds: list[int], metric: str, param) -> np.ndarray | None:
+    arrays = [examples.get((model, s, metric, param)) for s in seeds]
+    if any(a is None for a in arrays) or len({len(a) for a in arrays}) != 1:
+        return None
+    return np.stack(arrays)
+
+
+def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]], n_boot: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
+    """Differences model - reference on the same images and training seeds, per point
+    (accuracy: McNemar) and per summary (clean, curve AUC, minimal median shift: bootstrap CI)."""
+    rows = []
+    for model, ref in pairs:
+        seeds = sorted(set(df[df["model"] == model]["seed"]) & set(df[df["model"] == ref]["seed"]))
+        if not seeds:
             continue
-        row = {"model": model, "regularizer": s["regularizer"].iloc[0], "seeds": int(s["n"].max())}
-        for ev in dict.fromkeys(s["evaluation"]):
-            e = s[s["evaluation"] == ev].sort_values("param")
-            if ev == "clean":
-                r = e.iloc[0]
-                row["clean %"] = _fmt(r["mean"], r["sem"], r["n"], True)
-            elif ev.startswith("noise-"):
-                top = e.iloc[-1]
-                row[f"{ev} mean %"] = _fmt(e["mean"].mean(), math.nan, 1, True)
-                row[f"{ev} @{top['param']:g} %"] = _fmt(top["mean"], top["sem"], top["n"], True)
-            elif ev.startswith("pgd-"):
-                for _, r in e[e["param"] > 0].iterrows():
-                    row[f"{ev} ε={r['param']:g} %"] = _fmt(r["mean"], r["sem"], r["n"], True)
+        evs = [e for e in dict.fromkeys(df[df["model"] == model]["evaluation"])]
+        for ev in evs:
+            params = sorted(set(df[(df["model"] == model) & (df["evaluation"] == ev)]["param"].dropna())) or [None]
+            if ev == "clean" or is_curve(ev):
+                stacks = [(p, _stack(examples, model, seeds, ev, p), _stack(examples, ref, seeds, ev, p)) for p in params]
+                if any(a is None or b is None or a.shape != b.shape for _, a, b in stacks):
+                    continue
+                for p, a, b in stacks:  # per point: accuracy difference and McNemar
+                    t = mcnemar(a, b)
+                    ci = paired_bootstrap(a, b, mean_difference, n_boot, seed)
+                    rows.append({"model": model, "reference": ref, "evaluation": ev, "param": p, "summary": "accuracy",
+                                 "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": t.p_value,
+                                 "model_only": t.a_only, "reference_only": t.b_only, "seeds": len(seeds), "images": a.shape[1]})
+                if is_curve(ev):
+                    levels = [p for p, _, _ in stacks]
+                    a = per_image_auc(levels, np.stack([s[1] for s in stacks], axis=1))
+                    b = per_image_auc(levels, np.stack([s[2] for s in stacks], axis=1))
+                    ci = paired_bootstrap(a, b, mean_difference, n_boot, seed)
+                    rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": "AUC",
+                                 "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": math.nan,
+                                 "model_only": None, "reference_only": None, "seeds": len(seeds), "images": a.shape[1]})
             elif ev.startswith("minimal-"):
-                med = e[e["statistic"] == "median"].iloc[0]
-                found = e[e["statistic"] == "found"].iloc[0]
-                text = _fmt(med["mean"], med["sem"], med["n"], False)
-                if found["mean"] < 1:
-                    text += f" (found {found['mean'] * 100:.0f}%)"
-                row[f"{ev} median"] = text
+                a, b = _stack(examples, model, seeds, ev, None), _stack(examples, ref, seeds, ev, None)
+                if a is None or b is None or a.shape != b.shape:
+                    continue
+                ci = paired_bootstrap(a, b, median_shift, n_boot, seed)
+                rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": "median shift",
+                             "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": math.nan,
+                             "model_only": None, "reference_only": None, "seeds": len(seeds), "images": a.shape[1]})
+    return pd.DataFrame(rows)
+
+
+def delta_table(deltas: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard's second table: one row per (model, reference), one column per summary."""
+    if deltas.empty:
+        return pd.DataFrame()
+    rows = []
+    for (model, ref), d in deltas.groupby(["model", "reference"], sort=False):
+        row = {"model": model, "vs": ref, "seeds": int(d["seeds"].iloc[0])}
+        for _, r in d.iterrows():
+            if r["evaluation"] == "clean":
+                row["Δ clean (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}] p={r['mcnemar_p']:.2g}"
+            elif r["summary"] == "AUC":
+                row[f"Δ {r['evaluation']} AUC (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
+            elif r["summary"] == "median shift":
+                row[f"Δ {r['evaluation']} median"] = f"{r['delta']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -69,7 +165,7 @@ def sanity_flags(df: pd.DataFrame, tol: float = 1e-9) -> list[str]:
         if d["value"].isna().any():
             flags.append(f"{model} seed {seed}: NaN values in {sorted(set(d[d['value'].isna()]['evaluation']))}")
         for ev, e in d.groupby("evaluation", sort=False):
-            if ev.startswith(("noise-", "pgd-")):
+            if is_curve(ev):
                 e = e.sort_values("param")
                 zero = e[e["param"] == 0]["value"]
                 if len(zero) and abs(zero.iloc[0] - clean) > tol:

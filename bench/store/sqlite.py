@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS cells (
     suite TEXT NOT NULL, suite_version INTEGER NOT NULL,
     model TEXT NOT NULL, regularizer TEXT NOT NULL, arch TEXT NOT NULL, dataset TEXT NOT NULL,
     card_hash TEXT NOT NULL, checkpoint_hash TEXT NOT NULL, seed INTEGER NOT NULL,
-    evaluation TEXT NOT NULL, params TEXT NOT NULL, subset_hash TEXT NOT NULL, n_images INTEGER NOT NULL,
+    evaluation TEXT NOT NULL, eval_version INTEGER NOT NULL, params TEXT NOT NULL, subset_hash TEXT NOT NULL, n_images INTEGER NOT NULL,
     cell_seed INTEGER NOT NULL, notes TEXT NOT NULL, packages TEXT NOT NULL, device TEXT NOT NULL,
     finished_at TEXT NOT NULL, seconds REAL NOT NULL
 );
@@ -55,6 +55,7 @@ class CellKey:
     checkpoint_hash: str
     seed: int
     evaluation: str
+    eval_version: int
     params: str  # canonical JSON
     subset_hash: str
 
@@ -88,9 +89,9 @@ class ResultStore:
                    cell_seed: int, output: EvalOutput, packages: str, device: str, seconds: float) -> None:
         with self.conn:  # one transaction: the cell is stored whole or not at all
             self.conn.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key.digest, key.suite, key.suite_version, key.model, regularizer, arch, dataset,
-                 key.card_hash, key.checkpoint_hash, key.seed, key.evaluation, key.params, key.subset_hash,
+                 key.card_hash, key.checkpoint_hash, key.seed, key.evaluation, key.eval_version, key.params, key.subset_hash,
                  n_images, cell_seed, json.dumps(output.notes, sort_keys=True), packages, device,
                  datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds))
             self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",

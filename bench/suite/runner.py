@@ -68,7 +68,7 @@ def plan_cells(suite: SuiteCard, n_subset: int) -> list[Cell]:
 
 def cell_key(suite: SuiteCard, cell: Cell, checkpoint_hash: str, subset_hash: str) -> CellKey:
     return CellKey(suite.name, suite.version, cell.card.name, cell.card.card_hash, checkpoint_hash, cell.seed,
-                   cell.spec.kind, canonical_json(cell.spec.params), subset_hash)
+                   cell.spec.kind, cell.evaluation.version, canonical_json(cell.spec.params), subset_hash)
 
 
 def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str = "auto",
