@@ -44,15 +44,20 @@ def threshold(th: float, shrink: float):
     return apply
 
 
+def _centred_pixel_target(kind: str, params: PixelParams, seed: int, data_root: Path | None,
+                          transform=None, **extra) -> CosineTarget:
+    images = stimulus_images(params.stimuli, params.n_stimuli, seed, data_root)
+    desc = {"kind": kind, "stimuli": params.stimuli, "n_stimuli": len(images), "seed": seed, **extra}
+    return CosineTarget(images, unit_rows(images.flatten(1)), desc, transform)
+
+
 @TARGETS.register("pixel")
 class PixelTarget:
     Params = PixelParams
 
     @staticmethod
     def build(params: PixelParams, seed: int, data_root: Path | None) -> CosineTarget:
-        images = stimulus_images(params.stimuli, params.n_stimuli, seed, data_root)
-        desc = {"kind": "pixel", "stimuli": params.stimuli, "n_stimuli": len(images), "seed": seed}
-        return CosineTarget(images, unit_rows(images.flatten(1)), desc)
+        return _centred_pixel_target("pixel", params, seed, data_root)
 
 
 @TARGETS.register("pixel-threshold")
@@ -61,7 +66,5 @@ class PixelThresholdTarget:
 
     @staticmethod
     def build(params: PixelThresholdParams, seed: int, data_root: Path | None) -> CosineTarget:
-        images = stimulus_images(params.stimuli, params.n_stimuli, seed, data_root)
-        desc = {"kind": "pixel-threshold", "stimuli": params.stimuli, "n_stimuli": len(images),
-                "threshold": params.threshold, "shrink": params.shrink, "seed": seed}
-        return CosineTarget(images, unit_rows(images.flatten(1)), desc, threshold(params.threshold, params.shrink))
+        return _centred_pixel_target("pixel-threshold", params, seed, data_root, threshold(params.threshold, params.shrink),
+                                     threshold=params.threshold, shrink=params.shrink)

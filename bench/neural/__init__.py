@@ -1,0 +1,1 @@
+"""Neural targets: recordings -> predictive model -> denoised similarity (method.md §2)."""
