@@ -15,6 +15,7 @@ from bench.data import DATASETS
 from bench.errors import CardError, UnknownName
 from bench.models import ARCHITECTURES
 from bench.targets import TargetSpec, validate_target_spec
+from bench.neural import pipeline as _neural_targets  # noqa: F401  (registers the neural and raw targets)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRAINER_VERSION = 1  # bump when a change of bench/train alters the weights a card produces

@@ -17,6 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="neuroreg-bench: train brain-regularized classifiers and benchmark their robustness.")
 zoo = typer.Typer(no_args_is_help=True, help="The model zoo: cards in models/, training, export.")
 app.add_typer(zoo, name="zoo")
+neural = typer.Typer(no_args_is_help=True, help="Neural targets: simulate recordings, fit predictive models, build and validate targets.")
+app.add_typer(neural, name="neural")
 out = Console(soft_wrap=True)
 # progress and per-epoch logs; wide lines when written to a file or a CI log, not 80 columns
 err = Console(stderr=True, log_path=False, width=None if sys.stderr.isatty() else 200)
@@ -223,6 +225,104 @@ def zoo_export(name: str, to: Annotated[Path, typer.Option(help="Destination fil
     shutil.copyfile(path, tmp)
     tmp.replace(to)
     out.print(f"wrote {to}")
+
+
+Scans = Annotated[list[Path], typer.Argument(help="Sensorium-layout scan folders or .npz/.h5 files.")]
+
+
+@neural.command("simulate")
+def neural_simulate(out: Annotated[Path, typer.Option(help="Folder to write (Sensorium layout).")],
+                    seed: int = 0, neurons: int = 200, images: int = 1000, oracle: int = 50, repeats: int = 10,
+                    noise: str = "poisson", mean_rate: float = 0.3,
+                    image_dir: Annotated[str, typer.Option(help="Natural images to cut stimuli from.")] = "") -> None:
+    """Simulate a V1-like population responding to natural image patches; keeps the ground truth."""
+    import numpy as np
+
+    from bench.config import parse
+    from bench.neural.io import write_sensorium
+    from bench.neural.recordings import oracle_variances
+    from bench.neural.simulate import SimulationParams, simulate
+
+    params = parse(SimulationParams, {"seed": seed, "n_neurons": neurons, "n_images": images, "n_oracle": oracle,
+                                      "n_repeats": repeats, "noise": noise, "mean_rate": mean_rate,
+                                      "image_dir": image_dir}, "command line")
+    if out.exists() and any(out.iterdir()):
+        raise BenchError(f"{out}: exists and is not empty; choose a new folder")
+    rec = simulate(params)
+    tmp = out.with_name(f".{out.name}.tmp")
+    write_sensorium(rec, tmp)
+    tmp.rename(out) if not out.exists() else (out.rmdir(), tmp.rename(out))
+    signal, noise_var = oracle_variances(rec)
+    out.joinpath("simulation.json").write_text(canonical(params))
+    out_console(f"wrote {out}: {rec.n_neurons} neurons, {len(rec.images)} images, {len(rec.trial_image)} trials; "
+                f"median oracle signal/noise variance {float(np.median(signal / noise_var)):.2f}")
+
+
+@neural.command("fit")
+def neural_fit(scans: Scans, seeds: Annotated[list[int], typer.Option("--seed")] = [0],
+               epochs: int = 40) -> None:
+    """Fit the predictive model to each scan and report its prediction quality."""
+    import dataclasses
+
+    from bench.neural.pipeline import read_scans
+    from bench.neural.predictive import ModelParams, fit
+
+    params = dataclasses.replace(ModelParams(), max_epochs=epochs)
+    for rec in read_scans(scans):
+        for seed in seeds:
+            fm = fit(rec, params, seed, progress=lambda e, c: err.log(f"{rec.source} seed {seed} epoch {e}: validation correlation {c:.3f}"))
+            out_console(f"{rec.source} seed {seed}: {fm.epochs} epochs; mean correlation validation "
+                        f"{fm.val_correlation.mean():.3f}, held-out oracle trials {fm.test_correlation.mean():.3f}")
+
+
+@neural.command("target")
+def neural_target(scans: Scans, out: Annotated[Path, typer.Option(help="Artifact file to write.")],
+                  kind: Annotated[str, typer.Option(help="neural (model predictions) or raw (single trials).")] = "neural",
+                  seeds: Annotated[list[int], typer.Option("--seed", help="Predictive-model seeds to average.")] = [0],
+                  epochs: int = 40) -> None:
+    """Build a similarity target from recordings: weighted predictions averaged over scans and seeds."""
+    import dataclasses
+
+    from bench.neural.pipeline import build_target_file, read_scans
+    from bench.neural.predictive import ModelParams
+
+    if kind not in ("neural", "raw"):
+        raise BenchError(f"--kind {kind!r}: expected neural or raw")
+    recs = read_scans(scans)
+    params = dataclasses.replace(ModelParams(), max_epochs=epochs)
+    recipe = {"kind": kind, "scans": [str(p) for p in scans], "model": canonical(params), "model_seeds": list(seeds)}
+    meta = build_target_file(recs, kind, params, tuple(seeds), out, recipe, err.log)
+    out_console(f"wrote {out}: {meta['n_stimuli']} stimuli, {meta['n_pairs']} pairs")
+    _print_validation(meta)
+
+
+@neural.command("validate")
+def neural_validate(target: Annotated[Path, typer.Argument(help="A target artifact.")]) -> None:
+    """Print a target's validation report (similarity correlations on the oracle images)."""
+    from bench.neural.target import load_artifact
+
+    _, meta = load_artifact(target)
+    out_console(f"{target}: {meta['kind']} target, {meta['n_stimuli']} stimuli, {len(meta['scans'])} scan(s)")
+    _print_validation(meta)
+
+
+def _print_validation(meta: dict) -> None:
+    from tabulate import tabulate
+
+    rows = [[k.replace("_", " "), *[f"{v.get(k, float('nan')):.3f}" for v in meta["validation"]]]
+            for k in dict.fromkeys(k for v in meta["validation"] for k in v if k not in ("oracle_images", "pairs"))]
+    out_console(tabulate(rows, headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]]))
+    out_console("(oracle images; the repeat average uses all trials but the first, the single trial is the first)")
+
+
+def canonical(obj) -> str:
+    from bench.config import canonical_json
+
+    return canonical_json(obj)
+
+
+def out_console(text: str) -> None:
+    out.print(text, markup=False, highlight=False)
 
 
 def main() -> None:

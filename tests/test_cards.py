@@ -31,7 +31,7 @@ def test_description_does_not_change_the_card_hash(cards):
     ('arch = "resnet99"\ndataset = "fmnist-mini"\n', "unknown architecture 'resnet99'; valid names: resnet18, resnet34"),
     ('arch = "resnet18"\ndataset = "mnist"\n', "key 'dataset': unknown dataset 'mnist'"),
     ('arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "brain"\n',
-     "unknown target 'brain'; valid names: pixel, pixel-threshold"),
+     "unknown target 'brain'; valid names: neural, pixel, pixel-threshold, raw"),
     ('arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "pixel"\nstimuli = "fmnist-mini"\nthreshold = 0.5\n',
      "unknown key 'regularizer.target.threshold'"),
     ('arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\nloss_convention = "mine"\n[regularizer.target]\nkind = "pixel"\nstimuli = "x"\n',

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import collections.abc
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,6 +23,9 @@ from bench.neural.recordings import Recordings
 def _neuralpredictors():
     """neuralpredictors 0.3.0 imports collections.Iterable, removed in Python 3.10: alias the
     abc names before importing it (the only shim it needs for the parts used here)."""
+    # its own deprecated defaults warn on every model built; the behaviour is what we want
+    warnings.filterwarnings("ignore", "LaplaceL2 Regularizer is deprecated", UserWarning)
+    warnings.filterwarnings("ignore", "The averaged value of regularizer will be used", UserWarning)
     for name in ("Iterable", "Mapping", "MutableMapping", "Sequence"):
         if not hasattr(collections, name):
             setattr(collections, name, getattr(collections.abc, name))

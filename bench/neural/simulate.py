@@ -34,7 +34,7 @@ class SimulationParams:
     width: Annotated[int, Field(ge=8)] = 64
     complex_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
     noise: Literal["poisson", "negbinom"] = "poisson"
-    mean_rate: Annotated[float, Field(gt=0)] = 1.0  # mean expected count per trial
+    mean_rate: Annotated[float, Field(gt=0)] = 0.3  # mean expected count per trial (calcium-like noise)
     # share of each neuron's mean rate that does not depend on the image: sets the reliability
     # (the defaults give a median oracle signal-to-noise variance ratio below 1, as in V1)
     baseline: Annotated[float, Field(ge=0, lt=1)] = 0.65

@@ -74,3 +74,32 @@ def test_bench_pgd_batch(benchmark, setup):
     ctx = EvalContext(torch.device("cpu"), seed=0, batch_size=64)
     out = benchmark(pgd.run, model, x, y, ctx)
     assert 0 <= out.metrics[0].value <= 1
+
+
+def test_bench_neural_target_build_5000_images_8000_neurons(benchmark):
+    """Issue 3's scale: 12.5 M pairs from predictions of 8,000 neurons, once predictions exist."""
+    import numpy as np
+
+    from bench.neural.target import pairs_from_views, unit_vectors
+
+    rng = np.random.default_rng(0)
+    predictions = rng.gamma(2.0, 1.0, (5000, 8000)).astype(np.float32)
+    weights = rng.random(8000).astype(np.float32)
+    pairs = benchmark.pedantic(lambda: pairs_from_views([unit_vectors(predictions, weights)]), rounds=1, iterations=1)
+    assert len(pairs) == 5000 * 4999 // 2
+
+
+@pytest.mark.parametrize("kind", ["pair-vector", "pixel-cosine"])
+def test_bench_target_lookup_per_step(benchmark, kind):
+    """Loss-time S[i, j] lookups for one step's k = 16 pairs, from a 5,000-image target."""
+    from bench.targets.base import CosineTarget, n_pairs, unit_rows
+    from bench.neural.target import PairTarget
+
+    n = 5000
+    if kind == "pair-vector":
+        target = PairTarget(torch.zeros(n, 1, 1, 1), torch.rand(n_pairs(n)), {})
+    else:
+        target = CosineTarget(torch.zeros(n, 1, 1, 1), unit_rows(torch.rand(n, 784)), {})
+    sampler = PairSampler(n, K, seed=0)
+    out = benchmark(lambda: target.lookup(*sampler.next()))
+    assert out.shape == (K,)
