@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bench.config import as_dict, canonical_json
 from bench.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -28,6 +29,11 @@ Workdir = Annotated[Path, typer.Option(help="Where checkpoints (and by default t
 Store = Annotated[Optional[Path], typer.Option(help="Results database [default: WORKDIR/results.sqlite].")]
 DataRoot = Annotated[Optional[Path], typer.Option(help="Folder with datasets (before $BENCH_DATA).")]
 Reports = Annotated[Path, typer.Option(help="Leaderboards go to REPORTS/SUITE/.")]
+
+
+def say(text: str) -> None:
+    """Plain output: no rich markup or highlighting inside data (paths, tables)."""
+    out.print(text, markup=False, highlight=False)
 
 
 class RichProgress:
@@ -98,18 +104,18 @@ def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")
         board = build_leaderboard(card, db)
         dest = write_reports(board, reports)
     if format == "latex":
-        out.print(board.latex(), markup=False, highlight=False)
+        say(board.latex())
     elif format == "markdown":
-        out.print((dest / "leaderboard.md").read_text(), markup=False, highlight=False)
+        say((dest / "leaderboard.md").read_text())
     else:
         _print_board(board, dest)
 
 
 def _print_board(board, dest: Path) -> None:
-    out.print(board.text_table(), markup=False, highlight=False)
+    say(board.text_table())
     if len(board.delta_table):
-        out.print("\npaired comparisons (Δ [95% bootstrap CI], McNemar p):", markup=False)
-        out.print(board.delta_table.to_string(index=False), markup=False, highlight=False)
+        say("\npaired comparisons (Δ [95% bootstrap CI], McNemar p):")
+        say(board.delta_table.to_string(index=False))
     for flag in board.flags:
         out.print(f"[yellow]flag:[/] {flag}")
     if board.missing:
@@ -153,11 +159,11 @@ def check(suite: Annotated[str, typer.Argument(help="Suite name or card path.")]
                  f"{c.reference:.6g}", f"{c.current:.6g}", f"{c.delta:+.3g}", f"{c.tolerance:g}", c.status] for c in moved]
         from tabulate import tabulate
 
-        out.print(tabulate(rows, headers=["model", "seed", "evaluation", "param", "statistic", "reference", "current",
-                                          "delta", "tolerance", "status"]), markup=False, highlight=False)
+        say(tabulate(rows, headers=["model", "seed", "evaluation", "param", "statistic", "reference", "current",
+                                    "delta", "tolerance", "status"]))
     bad = [c for c in changes if c.status != "ok"]
-    out.print(f"{card.name}: {len(changes)} numbers checked against {against}; {len(moved) - len(bad)} moved within "
-              f"tolerance, {len(bad)} regressions", markup=False, highlight=False)
+    say(f"{card.name}: {len(changes)} numbers checked against {against}; {len(moved) - len(bad)} moved within "
+        f"tolerance, {len(bad)} regressions")
     if failed(changes):
         raise typer.Exit(1)
 
@@ -186,7 +192,6 @@ def zoo_list() -> None:
 def zoo_show(name: str) -> None:
     """Show a model card as parsed and validated, with its hash."""
     from bench.cards import load_model_card
-    from bench.config import canonical_json
 
     card = load_model_card(name)
     out.print(f"{card.name} ({card.path}), regularizer {card.regularizer_label}, card hash {card.card_hash}")
@@ -249,12 +254,15 @@ def neural_simulate(out: Annotated[Path, typer.Option(help="Folder to write (Sen
     if out.exists() and any(out.iterdir()):
         raise BenchError(f"{out}: exists and is not empty; choose a new folder")
     rec = simulate(params)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.tmp")  # written whole, then moved into place
+    shutil.rmtree(tmp, ignore_errors=True)
     write_sensorium(rec, tmp)
-    tmp.rename(out) if not out.exists() else (out.rmdir(), tmp.rename(out))
+    (tmp / "simulation.json").write_text(canonical_json(params))
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
     signal, noise_var = oracle_variances(rec)
-    out.joinpath("simulation.json").write_text(canonical(params))
-    out_console(f"wrote {out}: {rec.n_neurons} neurons, {len(rec.images)} images, {len(rec.trial_image)} trials; "
+    say(f"wrote {out}: {rec.n_neurons} neurons, {len(rec.images)} images, {len(rec.trial_image)} trials; "
                 f"median oracle signal/noise variance {float(np.median(signal / noise_var)):.2f}")
 
 
@@ -271,7 +279,7 @@ def neural_fit(scans: Scans, seeds: Annotated[list[int], typer.Option("--seed")]
     for rec in read_scans(scans):
         for seed in seeds:
             fm = fit(rec, params, seed, progress=lambda e, c: err.log(f"{rec.source} seed {seed} epoch {e}: validation correlation {c:.3f}"))
-            out_console(f"{rec.source} seed {seed}: {fm.epochs} epochs; mean correlation validation "
+            say(f"{rec.source} seed {seed}: {fm.epochs} epochs; mean correlation validation "
                         f"{fm.val_correlation.mean():.3f}, held-out oracle trials {fm.test_correlation.mean():.3f}")
 
 
@@ -290,9 +298,9 @@ def neural_target(scans: Scans, out: Annotated[Path, typer.Option(help="Artifact
         raise BenchError(f"--kind {kind!r}: expected neural or raw")
     recs = read_scans(scans)
     params = dataclasses.replace(ModelParams(), max_epochs=epochs)
-    recipe = {"kind": kind, "scans": [str(p) for p in scans], "model": canonical(params), "model_seeds": list(seeds)}
+    recipe = {"kind": kind, "scans": [str(p) for p in scans], "model": as_dict(params), "model_seeds": list(seeds)}
     meta = build_target_file(recs, kind, params, tuple(seeds), out, recipe, err.log)
-    out_console(f"wrote {out}: {meta['n_stimuli']} stimuli, {meta['n_pairs']} pairs")
+    say(f"wrote {out}: {meta['n_stimuli']} stimuli, {meta['n_pairs']} pairs")
     _print_validation(meta)
 
 
@@ -302,7 +310,7 @@ def neural_validate(target: Annotated[Path, typer.Argument(help="A target artifa
     from bench.neural.target import load_artifact
 
     _, meta = load_artifact(target)
-    out_console(f"{target}: {meta['kind']} target, {meta['n_stimuli']} stimuli, {len(meta['scans'])} scan(s)")
+    say(f"{target}: {meta['kind']} target, {meta['n_stimuli']} stimuli, {len(meta['scans'])} scan(s)")
     _print_validation(meta)
 
 
@@ -311,18 +319,8 @@ def _print_validation(meta: dict) -> None:
 
     rows = [[k.replace("_", " "), *[f"{v.get(k, float('nan')):.3f}" for v in meta["validation"]]]
             for k in dict.fromkeys(k for v in meta["validation"] for k in v if k not in ("oracle_images", "pairs"))]
-    out_console(tabulate(rows, headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]]))
-    out_console("(oracle images; the repeat average uses all trials but the first, the single trial is the first)")
-
-
-def canonical(obj) -> str:
-    from bench.config import canonical_json
-
-    return canonical_json(obj)
-
-
-def out_console(text: str) -> None:
-    out.print(text, markup=False, highlight=False)
+    say(tabulate(rows, headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]]))
+    say("(oracle images; the repeat average uses all trials but the first, the single trial is the first)")
 
 
 def main() -> None:

@@ -49,8 +49,10 @@ def pairs_from_views(views: list[np.ndarray], block: int = 512) -> np.ndarray:
     return out
 
 
-def upper(s: np.ndarray) -> np.ndarray:
-    return s[np.triu_indices(len(s), 1)]
+def pair_similarities(responses: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The i < j similarities of a small set of images (validation on oracle images)."""
+    v = unit_vectors(responses, weights)
+    return (v @ v.T)[np.triu_indices(len(v), 1)]
 
 
 def corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -89,19 +91,17 @@ def scan_views(rec: Recordings, kind: str, models: list | None = None) -> ScanRe
         w = neuron_weights(signal, noise)
         views.append(unit_vectors(first_trials(rec, stimuli), w))
         pred = None
-    sim = lambda r: upper(unit_vectors(r, w) @ unit_vectors(r, w).T)  # noqa: E731
-    s_avg, s_single = sim(held), sim(single)
+    s_avg, s_single = pair_similarities(held, w), pair_similarities(single, w)
     val["single_trial_vs_repeat_average"] = corr(s_single, s_avg)
     if pred is not None:
-        val["model_vs_repeat_average"] = corr(sim(pred), s_avg)
+        val["model_vs_repeat_average"] = corr(pair_similarities(pred, w), s_avg)
     if rec.ground_truth is not None:
-        s_true = sim(rec.ground_truth[oracle])
+        s_true = pair_similarities(rec.ground_truth[oracle], w)
         val["single_trial_vs_ground_truth"] = corr(s_single, s_true)
         val["repeat_average_vs_ground_truth"] = corr(s_avg, s_true)
         if pred is not None:
-            val["model_vs_ground_truth"] = corr(sim(pred), s_true)
-        s_stim_true = upper(unit_vectors(rec.ground_truth[stimuli], w) @ unit_vectors(rec.ground_truth[stimuli], w).T)
-        val["target_vs_ground_truth"] = corr(pairs_from_views(views), s_stim_true)
+            val["model_vs_ground_truth"] = corr(pair_similarities(pred, w), s_true)
+        val["target_vs_ground_truth"] = corr(pairs_from_views(views), pair_similarities(rec.ground_truth[stimuli], w))
     info = {"source": rec.source, "hash": recording_hash(rec), "neurons": rec.n_neurons, "stimuli": int(len(stimuli)),
             "median_w": float(np.median(w))}
     if models:
