@@ -6,7 +6,7 @@ import torch
 
 from bench.cards import load_model_card
 from bench.neural.pipeline import build_target_file
-from bench.neural.simulate import SimulationParams, simulate
+from bench.neural.simulate import simulate
 from bench.targets import build_target
 from bench.train.checkpoint import load_checkpoint
 from bench.train.trainer import train

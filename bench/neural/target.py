@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.neural.recordings import Recordings, first_trials, neuron_weights, oracle_variances, repeat_means
+from bench.neural.recordings import Recordings, first_trials, neuron_weights, oracle_variances
 from bench.targets.base import SimilarityTarget, n_pairs, pair_rank, unit_rows
 from bench.train.checkpoint import atomic_save
 
@@ -66,6 +66,7 @@ class ScanResult:
     views: list[np.ndarray]
     validation: dict
     info: dict = field(default_factory=dict)
+    truth_pairs: np.ndarray | None = None  # the stimuli's noise-free similarities (simulations)
 
 
 def scan_views(rec: Recordings, kind: str, models: list | None = None) -> ScanResult:
@@ -101,13 +102,13 @@ def scan_views(rec: Recordings, kind: str, models: list | None = None) -> ScanRe
         val["repeat_average_vs_ground_truth"] = corr(s_avg, s_true)
         if pred is not None:
             val["model_vs_ground_truth"] = corr(pair_similarities(pred, w), s_true)
-        val["target_vs_ground_truth"] = corr(pairs_from_views(views), pair_similarities(rec.ground_truth[stimuli], w))
     info = {"source": rec.source, "hash": recording_hash(rec), "neurons": rec.n_neurons, "stimuli": int(len(stimuli)),
             "median_w": float(np.median(w))}
     if models:
         info["model_seeds"] = [fm.seed for fm in models]
         info["test_correlation"] = float(np.mean([fm.test_correlation.mean() for fm in models]))
-    return ScanResult(views, val, info)
+    truth = pair_similarities(rec.ground_truth[stimuli], w) if rec.ground_truth is not None else None
+    return ScanResult(views, val, info, truth)
 
 
 def build_artifact(scans: list[Recordings], kind: str, models: dict[int, list] | None, path: Path, recipe: dict) -> dict:
@@ -120,6 +121,9 @@ def build_artifact(scans: list[Recordings], kind: str, models: dict[int, list] |
                              "averaged over the same images")
     results = [scan_views(rec, kind, (models or {}).get(k)) for k, rec in enumerate(scans)]
     pairs = pairs_from_views([v for r in results for v in r.views])
+    for r in results:  # the artifact's own pairs against each simulated scan's truth
+        if r.truth_pairs is not None:
+            r.validation["target_vs_ground_truth"] = corr(pairs, r.truth_pairs)
     meta = {"kind": kind, "recipe": recipe, "scans": [r.info for r in results],
             "validation": [r.validation for r in results], "n_stimuli": int(len(stimuli)), "n_pairs": int(len(pairs))}
     images = torch.from_numpy(np.round(first.images[stimuli] * 255).astype(np.uint8))

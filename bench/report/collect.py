@@ -48,11 +48,8 @@ def collect(suite: SuiteCard, store: ResultStore) -> SuiteResults:
                 for m in store.rows("SELECT metric, param, statistic, value FROM metrics WHERE key=?", (cell["key"],)):
                     results.append({**{c: cell.get(c) for c in CSV_COLUMNS}, "evaluation": m["metric"],
                                     "param": m["param"], "statistic": m["statistic"], "value": m["value"]})
-                grouped: dict = {}
-                for e in store.rows("SELECT metric, param, value FROM examples WHERE key=? ORDER BY example", (cell["key"],)):
-                    grouped.setdefault((e["metric"], e["param"]), []).append(e["value"])
-                for (metric, param), values in grouped.items():
-                    examples[(card.name, seed, metric, param)] = np.asarray(values, float)
+                for (metric, param), values in store.cell_examples(cell["key"]).items():
+                    examples[(card.name, seed, metric, param)] = values
     results = pd.DataFrame(results, columns=CSV_COLUMNS)
     trainings = pd.DataFrame([dict(r) for r in store.rows("SELECT * FROM trainings")])
     if not trainings.empty:

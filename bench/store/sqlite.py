@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-import torch
+import numpy as np
 
 from bench.evals.base import EvalOutput
 
@@ -116,8 +116,10 @@ class ResultStore:
         finally:
             self.conn.row_factory = None
 
-    def examples(self, key: CellKey, metric: str, param: float | None) -> torch.Tensor:
-        cur = self.conn.execute(
-            "SELECT value FROM examples WHERE key = ? AND metric = ? AND param IS ? ORDER BY example",
-            (key.digest, metric, param))
-        return torch.tensor([r[0] for r in cur])
+    def cell_examples(self, digest: str) -> dict[tuple[str, float | None], np.ndarray]:
+        """A stored cell's per-image outcomes, by (metric, param), in image order."""
+        grouped: dict[tuple[str, float | None], list[float]] = {}
+        for metric, param, value in self.conn.execute(
+                "SELECT metric, param, value FROM examples WHERE key = ? ORDER BY metric, param, example", (digest,)):
+            grouped.setdefault((metric, param), []).append(value)
+        return {k: np.asarray(v, float) for k, v in grouped.items()}
