@@ -200,6 +200,10 @@ def load_suite_card(name: str) -> SuiteCard:
             raise CardError(f"{where}: '{prefix}' must be a table with a string key 'kind'")
         ev = EVALUATIONS.get(table["kind"], f"{where}: key '{prefix}.kind'")
         params = parse(ev.Params, {k: v for k, v in table.items() if k != "kind"}, where, prefix)
+        for source in ev(params).sources():
+            if source not in suite.models:
+                raise CardError(f"{where}: key '{prefix}.source': model {source!r} is not one of the suite's models "
+                                f"{list(suite.models)}; add it to 'models'")
         evals.append(EvalSpec(table["kind"], params))
     cards = []
     for model in suite.models:

@@ -70,6 +70,7 @@ steps = 3
 
 [[evaluations]]
 kind = "minimal"
+attacks = ["deepfool", "fmn"]
 norms = ["l2", "linf"]
 steps = 5
 max_images = 16

@@ -26,7 +26,8 @@ def test_tiny_suite_end_to_end_through_the_cli(cards):
     csv = pd.read_csv(report / "results.csv")
     for col in ["model", "regularizer", "arch", "seed", "dataset", "suite", "suite_version", "evaluation", "param", "value"]:
         assert col in csv.columns
-    assert set(csv["evaluation"]) == {"clean", "noise-gaussian", "noise-saltpepper", "pgd-linf", "minimal-l2", "minimal-linf"}
+    assert set(csv["evaluation"]) == {"clean", "noise-gaussian", "noise-saltpepper", "pgd-linf", "minimal-l2", "minimal-linf",
+                                      "ensemble-l2", "ensemble-linf"}
     acc = csv[(csv["statistic"] == "accuracy")]["value"]
     assert acc.between(0, 1).all()
     clean = csv[csv["evaluation"] == "clean"].set_index("model")["value"]
@@ -77,7 +78,7 @@ def test_bench_console_script_runs_as_a_subprocess(cards):
 
 
 def test_a_new_evaluation_version_recomputes_only_its_cells(cards, monkeypatch):
-    from bench.evals.adversarial import Minimal
+    from bench.evals.minimal import Minimal
 
     assert run_cli("run", "tiny", "--device", "cpu")[0] == 0
     monkeypatch.setattr(Minimal, "version", Minimal.version + 1)

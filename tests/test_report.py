@@ -109,6 +109,7 @@ def test_html_page_renders_in_headless_chromium(reported, tmp_path):
                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
                           page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images-loaded="4"' in dom, dom[:500]
+    pngs = len(list(page.parent.glob("*.png")))
+    assert pngs >= 4 and f'data-images-loaded="{pngs}"' in dom, dom[:500]
     assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 4
     assert "Paired comparisons" in dom and "tiny-shuffle" in dom

@@ -29,6 +29,7 @@ class EvalOutput:
     # per-image outcomes: (metric, param, values); 1/0 correctness or a distance
     examples: list[tuple[str, float | None, torch.Tensor]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # how it was measured, shown in reports
+    flags: list[str] = field(default_factory=list)  # failed sanity checks, stored beside the numbers
 
 
 @dataclass
@@ -37,6 +38,14 @@ class EvalContext:
     seed: int  # the seed of (model, training seed, evaluation kind)
     batch_size: int = 250
     progress: Progress = field(default_factory=Silent)
+    # where the images come from, for evaluations that read files aligned with the test set
+    dataset: str = ""
+    indices: torch.Tensor | None = None  # test-set index of each evaluation image
+    data_root: Any = None
+    training_seed: int = 0
+    # other models of the suite (name -> model of the same training seed), for transfer
+    models: Any = None
+    cache: dict = field(default_factory=dict)  # shared by the cells of one run (crafted images)
 
 
 class Evaluation(ABC):
@@ -46,6 +55,8 @@ class Evaluation(ABC):
     # bump when a code change alters this evaluation's numbers: stored cells of other versions
     # are then recomputed instead of reused
     version: ClassVar[int] = 1
+    # parameters that do not change any grid point's numbers, so not part of its seed
+    unseeded: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any):
         self.params = params
@@ -53,11 +64,15 @@ class Evaluation(ABC):
     def point_seed(self, ctx: "EvalContext", point: Any) -> int:
         """Seed of one grid point: the cell seed, the parameters other than the grid, the point.
         The same point draws the same noise whatever else is on the grid."""
-        identity = {k: v for k, v in as_dict(self.params).items() if k != self.grid}
+        identity = {k: v for k, v in as_dict(self.params).items() if k != self.grid and k not in self.unseeded}
         return sub_seed(ctx.seed, identity, point)
 
     def max_images(self) -> int:
         return getattr(self.params, "max_images", 0)
+
+    def sources(self) -> tuple[str, ...]:
+        """Other models of the suite this evaluation reads (their checkpoints join the cell key)."""
+        return ()
 
     def work(self, n_images: int) -> int:
         """Units of progress for ``n_images`` (the runner's progress bar total)."""

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import ConfigDict, Field
 
+from bench.evals import sanity
 from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
 
 NoiseKind = Literal["gaussian", "uniform", "saltpepper"]
@@ -42,6 +43,7 @@ class Noise(Evaluation):
     Params = NoiseParams
     kind = "noise"
     grid = "levels"
+    version = 2  # 2: sanity flags stored (numbers of 1 unchanged)
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.levels)
@@ -56,4 +58,7 @@ class Noise(Evaluation):
             out.metrics.append(Metric(name, level, "accuracy", correct.double().mean().item()))
             out.examples.append((name, level, correct))
             ctx.progress.advance(len(y))
+        clean = (predict(model, x, ctx) == y).double().mean().item()
+        points = [(m.param, m.value) for m in out.metrics]
+        out.flags += sanity.accuracy_curve_flags(name, points, clean, monotone=False)
         return out

@@ -53,7 +53,8 @@ def collect(suite: SuiteCard, store: ResultStore) -> SuiteResults:
     results = pd.DataFrame(results, columns=CSV_COLUMNS)
     trainings = pd.DataFrame([dict(r) for r in store.rows("SELECT * FROM trainings")])
     if not trainings.empty:
-        used = set(zip(results["model"], results["checkpoint_hash"]))
+        evaluated = results["checkpoint_hash"].str.split("+").str[0]  # transfer cells add their source's hash
+        used = set(zip(results["model"], evaluated))
         trainings = trainings[[(m, h) in used for m, h in zip(trainings["model"], trainings["checkpoint_hash"])]]
         trainings = trainings.reset_index(drop=True)
     return SuiteResults(suite, results, pd.DataFrame(cells), trainings, examples, missing)

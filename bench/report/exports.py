@@ -56,19 +56,23 @@ def robustbench_info(card: ModelCard, results: pd.DataFrame) -> dict:
     info = {"link": "", "name": card.name, "authors": "", "additional_data": False, "number_forward_passes": 1,
             "dataset": card.dataset, "venue": "", "architecture": f"{card.arch} (width {card.width}, grayscale)",
             "clean_acc": f"{mean('clean') * 100:.2f}", "reported": ""}
-    pgd = r[(r["evaluation"] == "pgd-linf") & (r["param"] > 0)]
-    if not pgd.empty:
+    auto = r[(r["evaluation"] == "autoattack-linf") & (r["param"] > 0)]
+    pgd = r[(r["evaluation"] == "pgd-linf") & (r["param"] > 0) & (r["statistic"] == "accuracy")]
+    if not auto.empty:  # RobustBench's L-inf AutoAttack field, at the largest epsilon evaluated
+        eps = auto["param"].max()
+        info["eps"] = f"{eps:g}"
+        info["autoattack_acc"] = f"{auto[auto['param'] == eps]['value'].mean() * 100:.2f}"
+    elif not pgd.empty:  # no AutoAttack: the epsilon only, never a PGD number in AutoAttack's field
         info["eps"] = f"{pgd['param'].max():g}"
-    auto = r[r["evaluation"].str.startswith("autoattack")]
-    if not auto.empty and not pgd.empty:
-        info["autoattack_acc"] = f"{auto[auto['param'] == pgd['param'].max()]['value'].mean() * 100:.2f}"
     extra = {"seeds": sorted(int(s) for s in r["seed"].unique()), "n_images": int(r["n_images"].max()),
              "suite": f"{r['suite'].iloc[0]} v{int(r['suite_version'].iloc[0])}", "regularizer": card.regularizer_label}
     for ev in dict.fromkeys(r["evaluation"]):
-        if ev.startswith("pgd-"):
-            e = r[r["evaluation"] == ev].groupby("param")["value"].mean()
+        if ev.startswith(("pgd-", "transfer-", "autoattack-")):
+            e = r[(r["evaluation"] == ev) & (r["statistic"] == "accuracy")].groupby("param")["value"].mean()
             extra[f"{ev}_acc"] = {f"{p:g}": f"{v * 100:.2f}" for p, v in e.items()}
         elif ev.startswith("minimal-"):
             extra[f"{ev}_median"] = float(r[(r["evaluation"] == ev) & (r["statistic"] == "median")]["value"].mean())
+        elif ev == "corruptions":
+            extra["corruptions_mean_acc"] = f"{r[r['evaluation'] == ev]['value'].mean() * 100:.2f}"
     info["neuroreg_bench"] = extra
     return info

@@ -18,7 +18,8 @@ from bench.cards import SuiteCard
 from bench.errors import BenchError
 from bench.report import exports, plots, render
 from bench.report.collect import SuiteResults, collect
-from bench.report.summary import comparison_pairs, delta_table, main_table, paired_deltas, sanity_flags, seed_summary
+from bench.report.summary import (comparison_pairs, corruption_table, delta_table, ensemble_table, main_table,
+                                  paired_deltas, sanity_flags, seed_summary)
 from bench.store import ResultStore
 
 
@@ -29,6 +30,8 @@ class Leaderboard:
     deltas: pd.DataFrame  # long: every paired comparison point and summary
     delta_table: pd.DataFrame
     flags: list[str]
+    ensemble: pd.DataFrame  # minimal-perturbation ensemble, per attack
+    corruptions: pd.DataFrame  # per corruption
 
     suite = property(lambda self: self.data.suite)
     results = property(lambda self: self.data.results)
@@ -47,11 +50,13 @@ def build_leaderboard(suite: SuiteCard, store: ResultStore) -> Leaderboard:
     data = collect(suite, store)
     models = [c.name for c in suite.cards]
     if data.results.empty:
-        return Leaderboard(data, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [])
+        return Leaderboard(data, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], pd.DataFrame(), pd.DataFrame())
     labels = {c.name: c.regularizer_label for c in suite.cards}
     pairs = comparison_pairs(labels, suite.compare.baseline or None, suite.compare.control or None)
     deltas = paired_deltas(data.results, data.examples, pairs)
-    return Leaderboard(data, main_table(data.results, models), deltas, delta_table(deltas), sanity_flags(data.results))
+    return Leaderboard(data, main_table(data.results, models), deltas, delta_table(deltas),
+                       sanity_flags(data.results, data.cells), ensemble_table(data.results, models),
+                       corruption_table(data.results, models))
 
 
 def _write_all(board: Leaderboard, tmp: Path) -> None:
@@ -63,6 +68,15 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
     if plots.accuracy_curves(summary, "pgd-", "epsilon ([0,1] scale)", f"{board.suite.name}: PGD robust accuracy "
                              "(clean errors count), mean ± SEM over seeds", tmp / "epsilon.png"):
         figures["epsilon.png"] = tmp / "epsilon.png"
+    for prefix, what, name in (("transfer-", "transfer attack robust accuracy", "transfer.png"),
+                               ("autoattack-", "AutoAttack robust accuracy", "autoattack.png"),
+                               ("ensemble-", "robust accuracy from the minimal-perturbation ensemble", "ensemble.png")):
+        if plots.accuracy_curves(summary, prefix, "epsilon ([0,1] scale)", f"{board.suite.name}: {what} (clean errors "
+                                 "count), mean ± SEM over seeds", tmp / name):
+            figures[name] = tmp / name
+    if plots.corruption_severity(summary, f"{board.suite.name}: accuracy vs CIFAR-C severity, mean over corruptions "
+                                 "and seeds", tmp / "corruptions.png"):
+        figures["corruptions.png"] = tmp / "corruptions.png"
     if plots.minimal_distributions(board.data.examples, [c.name for c in board.suite.cards], tmp / "minimal.png"):
         figures["minimal.png"] = tmp / "minimal.png"
     if plots.layer_weights(board.trainings, tmp / "layer_weights.png"):

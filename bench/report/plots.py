@@ -29,6 +29,7 @@ def _save(fig, path: Path) -> None:
 def accuracy_curves(summary: pd.DataFrame, prefix: str, xlabel: str, title: str, path: Path) -> bool:
     """Accuracy vs level (noise) or epsilon (PGD) per model, mean over seeds with a ± SEM band;
     one panel per evaluation with this prefix."""
+    summary = summary[summary["statistic"] == "accuracy"]  # not a sanity probe
     kinds = [e for e in dict.fromkeys(summary["evaluation"]) if e.startswith(prefix)]
     if not kinds:
         return False
@@ -53,10 +54,32 @@ def accuracy_curves(summary: pd.DataFrame, prefix: str, xlabel: str, title: str,
     return True
 
 
+def corruption_severity(summary: pd.DataFrame, title: str, path: Path) -> bool:
+    """Accuracy vs severity per model, averaged over the corruptions (each corruption's
+    accuracies are in the leaderboard's corruption table and results.csv)."""
+    c = summary[summary["evaluation"].str.startswith("corruption-") & (summary["statistic"] == "accuracy")]
+    if c.empty:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for model in dict.fromkeys(c["model"]):
+        d = c[c["model"] == model].groupby("param")["mean"].mean()
+        ax.plot(d.index, d.values * 100, marker="o", ms=3, label=model)
+    ax.set_xlabel("severity")
+    ax.set_xticks([1, 2, 3, 4, 5])
+    ax.set_ylabel("accuracy %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+    return True
+
+
 def minimal_distributions(examples: dict, models: list[str], path: Path) -> bool:
     """Per norm, the fraction of images fooled at a perturbation size (the ECDF of the per-image
     minimal perturbations, pooled over seeds): 1 - robust accuracy vs epsilon."""
-    norms = sorted({k[2] for k in examples if k[2].startswith("minimal-")})
+    norms = sorted({k[2] for k in examples if k[2].startswith("minimal-") and ":" not in k[2]})  # not per attack
     if not norms:
         return False
     plt = _plt()

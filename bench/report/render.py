@@ -17,6 +17,14 @@ DELTA_NOTE = ("Δ = model − reference on the same evaluation images and traini
               "correctness, pooled over seeds. AUC: mean accuracy over the evaluation's grid (trapezoid rule).")
 
 
+ENSEMBLE_NOTE = ("Median and interquartile range over images of the smallest perturbation any attack found ([0,1] "
+                 "scale; clean errors 0, not found inf). Per attack: the median of its own results and, in "
+                 "parentheses, the share of correctly classified images on which it found the smallest. Attacks run "
+                 "in the listed order and search below, or start from, the running best, so per-attack numbers are "
+                 "conditional on that order. Black-box attacks finding less than half the white-box distance on many "
+                 "images is a sign of gradient masking.")
+
+
 def protocol_text(board) -> str:
     s = board.suite
     subset = board.results["subset_hash"].iloc[0] if len(board.results) else "-"
@@ -24,7 +32,8 @@ def protocol_text(board) -> str:
             f"`{subset}`), training seeds {list(s.seeds)}. Accuracies in %, mean ± SEM over training seeds (SEM "
             "only with more than one seed); the rank of each column is in parentheses (1 = best). Robust accuracy "
             "counts clean errors as failures (Foolbox semantics). Minimal perturbations are medians over images at "
-            "[0,1] pixel scale, found by one attack: upper bounds on the true minimum.")
+            "[0,1] pixel scale of the smallest found by the attack ensemble: upper bounds on the true minimum. "
+            "Evaluations with max_images run on the first images of the subset (see 'What was evaluated').")
 
 
 def evaluation_lines(board) -> list[str]:
@@ -66,6 +75,10 @@ def markdown(board, plots: list[str]) -> str:
     out += [protocol_text(board), "", "## Models", "", md(board.table), ""]
     out += ["## Paired comparisons", "", DELTA_NOTE, "", md(board.delta_table), "",
             "Every point (each level and epsilon) with its McNemar test is in `deltas.csv`.", ""]
+    if len(board.ensemble):
+        out += ["## Minimal-perturbation ensemble", "", ENSEMBLE_NOTE, "", md(board.ensemble), ""]
+    if len(board.corruptions):
+        out += ["## Corruptions (accuracy %, mean over severities)", "", md(board.corruptions), ""]
     out += ["## Sanity flags", "", *([f"- {f}" for f in board.flags] or ["- none raised"]), ""]
     out += ["## What was evaluated", "", *[f"- {line}" for line in evaluation_lines(board)], ""]
     if plots:
@@ -129,6 +142,8 @@ def html_page(board, plots: dict[str, Path]) -> str:
 <p>{e(s.description)}</p><p class="note">{e(protocol_text(board))}</p>
 <h2>Models</h2>{_table_html(board.table)}
 <h2>Paired comparisons</h2><p class="note">{e(DELTA_NOTE)}</p>{_table_html(board.delta_table)}
+{"<h2>Minimal-perturbation ensemble</h2><p class='note'>" + e(ENSEMBLE_NOTE) + "</p>" + _table_html(board.ensemble) if len(board.ensemble) else ""}
+{"<h2>Corruptions (accuracy %, mean over severities)</h2>" + _table_html(board.corruptions) if len(board.corruptions) else ""}
 <h2>Sanity flags</h2><ul>{flags}</ul>
 <h2>Plots</h2>{imgs or "<p>(none)</p>"}
 <h2>What was evaluated</h2><ul>{evals}</ul>

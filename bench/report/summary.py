@@ -3,6 +3,7 @@
 tests, and sanity flags. No I/O here."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,11 +11,20 @@ import pandas as pd
 
 from bench.stats import curve_auc, mcnemar, mean_difference, mean_sem, median_shift, paired_bootstrap, per_image_auc, ranks
 
-CURVE_PREFIXES = ("noise-", "pgd-")
+# accuracy-vs-parameter curves; the headline ones get an AUC column in the main table, the
+# others (read off minimal distances, one per corruption) are detailed in their own tables
+HEADLINE_CURVES = ("noise-", "pgd-", "transfer-", "autoattack-")
+CURVE_PREFIXES = HEADLINE_CURVES + ("ensemble-", "corruption-")
+MASKING_MARGIN = 0.02  # a transfer attack beating white-box PGD by more than this: gradient masking sign
 
 
 def is_curve(evaluation: str) -> bool:
     return evaluation.startswith(CURVE_PREFIXES)
+
+
+def curve_points(e: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy points of one curve (not its sanity probe), by parameter."""
+    return e[e["statistic"] == "accuracy"].sort_values("param")
 
 
 def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -35,9 +45,11 @@ def headline_per_seed(df: pd.DataFrame) -> pd.DataFrame:
         for ev, e in d.groupby("evaluation", sort=False):
             if ev == "clean":
                 rows.append((model, reg, seed, "clean", e["value"].iloc[0]))
-            elif is_curve(ev):
-                e = e.sort_values("param")
+            elif ev.startswith(HEADLINE_CURVES):
+                e = curve_points(e)
                 rows.append((model, reg, seed, f"{ev} AUC", curve_auc(e["param"], e["value"])))
+            elif ev == "corruptions":
+                rows.append((model, reg, seed, "corruptions mean", e[e["statistic"] == "mean accuracy"]["value"].iloc[0]))
             elif ev.startswith("minimal-"):
                 rows.append((model, reg, seed, f"{ev} median", e[e["statistic"] == "median"]["value"].iloc[0]))
     return pd.DataFrame(rows, columns=["model", "regularizer", "seed", "column", "value"])
@@ -108,7 +120,8 @@ def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]]
             continue
         evs = [e for e in dict.fromkeys(df[df["model"] == model]["evaluation"])]
         for ev in evs:
-            params = sorted(set(df[(df["model"] == model) & (df["evaluation"] == ev)]["param"].dropna())) or [None]
+            rows_ev = df[(df["model"] == model) & (df["evaluation"] == ev)]
+            params = sorted(set(rows_ev[rows_ev["statistic"] == "accuracy"]["param"].dropna())) or [None]
             if ev == "clean" or is_curve(ev):
                 stacks = [(p, _stack(examples, model, seeds, ev, p), _stack(examples, ref, seeds, ev, p)) for p in params]
                 if any(a is None or b is None or a.shape != b.shape for _, a, b in stacks):
@@ -127,12 +140,13 @@ def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]]
                     rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": "AUC",
                                  "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": math.nan,
                                  "model_only": None, "reference_only": None, "seeds": len(seeds), "images": a.shape[1]})
-            elif ev.startswith("minimal-"):
+            elif ev.startswith("minimal-") or ev == "corruptions":
                 a, b = _stack(examples, model, seeds, ev, None), _stack(examples, ref, seeds, ev, None)
                 if a is None or b is None or a.shape != b.shape:
                     continue
-                ci = paired_bootstrap(a, b, median_shift, n_boot, seed)
-                rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": "median shift",
+                summary, fn = ("median shift", median_shift) if ev.startswith("minimal-") else ("mean accuracy", mean_difference)
+                ci = paired_bootstrap(a, b, fn, n_boot, seed)
+                rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": summary,
                              "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": math.nan,
                              "model_only": None, "reference_only": None, "seeds": len(seeds), "images": a.shape[1]})
     return pd.DataFrame(rows)
@@ -148,37 +162,71 @@ def delta_table(deltas: pd.DataFrame) -> pd.DataFrame:
         for _, r in d.iterrows():
             if r["evaluation"] == "clean":
                 row["Δ clean (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}] p={r['mcnemar_p']:.2g}"
-            elif r["summary"] == "AUC":
+            elif r["summary"] == "AUC" and r["evaluation"].startswith(HEADLINE_CURVES):
                 row[f"Δ {r['evaluation']} AUC (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
+            elif r["summary"] == "mean accuracy":
+                row["Δ corruptions mean (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
             elif r["summary"] == "median shift":
                 row[f"Δ {r['evaluation']} median"] = f"{r['delta']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def sanity_flags(df: pd.DataFrame, tol: float = 1e-9) -> list[str]:
-    """Checks every accuracy curve and minimal estimate; each flag names model, seed and metric."""
+def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+    """The flags each evaluation stored beside its numbers, then the checks that need two cells:
+    a transfer (black-box) attack must not beat white-box PGD of the same norm and epsilon."""
     flags = []
+    for _, c in cells.iterrows():
+        flags += [f"{c['model']} seed {c['seed']}: {f}" for f in json.loads(c.get("flags") or "[]")]
     for (model, seed), d in df.groupby(["model", "seed"], sort=False):
-        clean = d[d["evaluation"] == "clean"]["value"]
-        clean = clean.iloc[0] if len(clean) else math.nan
         if d["value"].isna().any():
             flags.append(f"{model} seed {seed}: NaN values in {sorted(set(d[d['value'].isna()]['evaluation']))}")
-        for ev, e in d.groupby("evaluation", sort=False):
-            if is_curve(ev):
-                e = e.sort_values("param")
-                zero = e[e["param"] == 0]["value"]
-                if len(zero) and abs(zero.iloc[0] - clean) > tol:
-                    flags.append(f"{model} seed {seed}: {ev} at level 0 is {zero.iloc[0]:.4f}, clean accuracy is {clean:.4f}")
-            if ev.startswith("pgd-"):
-                vals = e["value"].tolist()
-                if any(b > a + tol for a, b in zip(vals, vals[1:])):
-                    flags.append(f"{model} seed {seed}: {ev} robust accuracy rises with epsilon {vals}")
-                if vals and vals[0] > clean + tol:
-                    flags.append(f"{model} seed {seed}: {ev} robust accuracy above clean accuracy")
-            if ev.startswith("minimal-"):
-                found = e[e["statistic"] == "found"]["value"]
-                if len(found) and found.iloc[0] < 1:
-                    flags.append(f"{model} seed {seed}: {ev} found no adversarial for {(1 - found.iloc[0]) * 100:.1f}% "
-                                 "of images (counted as inf; the median is an upper bound)")
+        for ev in dict.fromkeys(d["evaluation"]):
+            if not ev.startswith("transfer-"):
+                continue
+            transfer = curve_points(d[d["evaluation"] == ev]).set_index("param")["value"]
+            white = curve_points(d[d["evaluation"] == "pgd-" + ev.split("-", 1)[1]]).set_index("param")["value"]
+            for eps in sorted(set(transfer.index) & set(white.index)):
+                if transfer[eps] < white[eps] - MASKING_MARGIN:
+                    flags.append(f"{model} seed {seed}: {ev} at {eps:g} ({transfer[eps]:.4f}) beats white-box PGD "
+                                 f"({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: suspect gradient masking")
     return flags
+
+
+def ensemble_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Per model and norm (mean over seeds): ensemble median [IQR], images found, and each
+    attack's own median and share of wins."""
+    rows = []
+    minimal = df[df["evaluation"].str.startswith("minimal-")]
+    for model in models:
+        for ev in dict.fromkeys(minimal["evaluation"]):
+            d = minimal[(minimal["model"] == model) & (minimal["evaluation"] == ev)]
+            if d.empty:
+                continue
+            stat = d.groupby("statistic", sort=False)["value"].mean()
+            row = {"model": model, "norm": ev.split("-", 1)[1], "median": f"{stat['median']:.4g}",
+                   "IQR": f"[{stat.get('q25', math.nan):.4g}, {stat.get('q75', math.nan):.4g}]",
+                   "found %": f"{stat['found'] * 100:.1f}"}
+            for key in stat.index:
+                if key.startswith("median:"):
+                    attack = key.split(":", 1)[1]
+                    row[attack] = f"{stat[key]:.4g} ({stat.get('wins:' + attack, math.nan) * 100:.0f}%)"
+            if "black-box beats white-box" in stat:
+                row["black-box < white-box/2 %"] = f"{stat['black-box beats white-box'] * 100:.1f}"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def corruption_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Per model: mean corruption accuracy, then each corruption's accuracy averaged over its
+    severities (and seeds), in %."""
+    c = df[df["evaluation"].str.startswith("corruption-") & (df["statistic"] == "accuracy")]
+    rows = []
+    for model in models:
+        d = c[c["model"] == model]
+        if d.empty:
+            continue
+        per = d.groupby("evaluation", sort=False)["value"].mean()
+        rows.append({"model": model, "mean": f"{per.mean() * 100:.1f}",
+                     **{ev.split("-", 1)[1]: f"{v * 100:.1f}" for ev, v in per.items()}})
+    return pd.DataFrame(rows)

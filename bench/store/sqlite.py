@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS cells (
     card_hash TEXT NOT NULL, checkpoint_hash TEXT NOT NULL, seed INTEGER NOT NULL,
     evaluation TEXT NOT NULL, eval_version INTEGER NOT NULL, params TEXT NOT NULL, subset_hash TEXT NOT NULL, n_images INTEGER NOT NULL,
     cell_seed INTEGER NOT NULL, notes TEXT NOT NULL, packages TEXT NOT NULL, device TEXT NOT NULL,
-    finished_at TEXT NOT NULL, seconds REAL NOT NULL
+    finished_at TEXT NOT NULL, seconds REAL NOT NULL, flags TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL REFERENCES cells(key) ON DELETE CASCADE,
@@ -72,6 +72,9 @@ class ResultStore:
         self.conn.execute("PRAGMA foreign_keys = ON")
         with self.conn:
             self.conn.executescript(SCHEMA)
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(cells)")}
+            if "flags" not in columns:  # stores written before sanity flags were stored
+                self.conn.execute("ALTER TABLE cells ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
 
     def close(self) -> None:
         self.conn.close()
@@ -89,11 +92,11 @@ class ResultStore:
                    cell_seed: int, output: EvalOutput, packages: str, device: str, seconds: float) -> None:
         with self.conn:  # one transaction: the cell is stored whole or not at all
             self.conn.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key.digest, key.suite, key.suite_version, key.model, regularizer, arch, dataset,
                  key.card_hash, key.checkpoint_hash, key.seed, key.evaluation, key.eval_version, key.params, key.subset_hash,
                  n_images, cell_seed, json.dumps(output.notes, sort_keys=True), packages, device,
-                 datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds))
+                 datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds, json.dumps(output.flags)))
             self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",
                                   [(key.digest, m.name, m.param, m.statistic, m.value) for m in output.metrics])
             for metric, param, values in output.examples:

@@ -47,12 +47,20 @@ def suite_evaluations(suite: SuiteCard) -> list[EvalSpec]:
     return specs
 
 
-def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+@dataclass(frozen=True)
+class Subset:
+    x: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor  # into the test set
+    digest: str
+
+
+def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> Subset:
     """The suite's fixed subset, cut to its first n images for evaluations with max_images."""
     idx, digest = eval_subset(ds.test_x, ds.test_y, suite.subset.size, suite.subset.seed)
     if n < len(idx):
         idx, digest = idx[:n], hashlib.sha256(f"{digest}:{n}".encode()).hexdigest()[:16]
-    return to_float(ds.test_x[idx]), ds.test_y[idx], digest
+    return Subset(to_float(ds.test_x[idx]), ds.test_y[idx], torch.as_tensor(idx), digest)
 
 
 def plan_cells(suite: SuiteCard, n_subset: int) -> list[Cell]:
@@ -66,8 +74,10 @@ def plan_cells(suite: SuiteCard, n_subset: int) -> list[Cell]:
     return cells
 
 
-def cell_key(suite: SuiteCard, cell: Cell, checkpoint_hash: str, subset_hash: str) -> CellKey:
-    return CellKey(suite.name, suite.version, cell.card.name, cell.card.card_hash, checkpoint_hash, cell.seed,
+def cell_key(suite: SuiteCard, cell: Cell, checkpoints: dict, subset_hash: str) -> CellKey:
+    """Keyed by the checkpoint evaluated and those of any source models it reads (transfer)."""
+    hashes = [checkpoints[(name, cell.seed)][1] for name in (cell.card.name, *cell.evaluation.sources())]
+    return CellKey(suite.name, suite.version, cell.card.name, cell.card.card_hash, "+".join(hashes), cell.seed,
                    cell.spec.kind, cell.evaluation.version, canonical_json(cell.spec.params), subset_hash)
 
 
@@ -91,11 +101,11 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
             checkpoints[(card.name, seed)] = (path, ckpt["state_hash"])
 
     pending = []
-    subsets: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
+    subsets: dict[int, Subset] = {}
     for cell in plan_cells(suite, n_subset):
         if cell.n_images not in subsets:
             subsets[cell.n_images] = subset_for(ds, suite, cell.n_images)
-        cell.key = cell_key(suite, cell, checkpoints[(cell.card.name, cell.seed)][1], subsets[cell.n_images][2])
+        cell.key = cell_key(suite, cell, checkpoints, subsets[cell.n_images].digest)
         if store.has(cell.key):
             summary.skipped += 1
         else:
@@ -105,12 +115,17 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
         bar = progress()
         bar.start(f"evaluate {suite.name}", sum(c.evaluation.work(c.n_images) for c in pending))
         packages, dev_label = package_versions(), device_label(dev)
+        cache: dict = {}  # crafted images shared by the cells of this run (transfer)
         for cell in pending:
             model = load_model(checkpoints[(cell.card.name, cell.seed)][0], str(dev))
-            x, y, _ = subsets[cell.n_images]
+            sub = subsets[cell.n_images]
             seed = sub_seed(cell.seed, cell.card.name, cell.spec.kind)
+            ctx = EvalContext(dev, seed, suite.batch_size, bar, dataset=suite.dataset, indices=sub.indices,
+                              data_root=data_root, training_seed=cell.seed, cache=cache,
+                              models=lambda name, s=cell.seed: load_model(checkpoints[(name, s)][0], str(dev)))
+            x, y = sub.x, sub.y
             t = time.perf_counter()
-            output = cell.evaluation.run(model, x, y, EvalContext(dev, seed, suite.batch_size, bar))
+            output = cell.evaluation.run(model, x, y, ctx)
             store.write_cell(cell.key, regularizer=cell.card.regularizer_label, arch=cell.card.arch,
                              dataset=suite.dataset, n_images=len(y), cell_seed=seed, output=output,
                              packages=packages, device=dev_label, seconds=time.perf_counter() - t)

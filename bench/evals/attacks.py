@@ -1,0 +1,213 @@
+"""The minimization attacks of the minimal-perturbation ensemble, one small class each over a
+Foolbox 3 attack. Each returns candidate adversarial images; the ensemble (bench.evals.minimal)
+checks them itself (the model's prediction, the true distance), so no attack is trusted.
+
+An attack sees the ensemble's running best per image: bisection attacks search only below it
+and stop on an image as soon as they cannot reach it (early stopping), decision-based and
+Brendel-Bethge attacks start from it (they need an adversarial starting point)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from bench.registry import Registry
+
+Norm = Literal["linf", "l2"]
+
+
+def foolbox():
+    import os
+
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+    import foolbox as fb
+
+    return fb
+
+
+def distances(x: torch.Tensor, adv: torch.Tensor, norm: Norm) -> torch.Tensor:
+    d = (adv - x).flatten(1)
+    return d.abs().amax(dim=1) if norm == "linf" else d.norm(dim=1)
+
+
+class MinimalAttack(ABC):
+    name: ClassVar[str]
+    norms: ClassVar[tuple[Norm, ...]] = ("l2", "linf")
+    access: ClassVar[Literal["white-box", "black-box"]] = "white-box"
+    needs_start: ClassVar[bool] = False  # needs an adversarial starting point per image
+
+    def __init__(self, params: Any, norm: Norm):
+        self.params, self.norm = params, norm
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.params.steps} steps)"
+
+    @abstractmethod
+    def run(self, fmodel, x: torch.Tensor, y: torch.Tensor, best: torch.Tensor,
+            start: torch.Tensor | None) -> torch.Tensor:
+        """Candidate adversarials for a batch. ``best``: the ensemble's smallest distance so far
+        (inf where none); ``start``: adversarial starting points (only for needs_start)."""
+
+
+MINIMAL_ATTACKS: Registry[type[MinimalAttack]] = Registry("minimal attack")
+
+
+def register(name: str):
+    """Registers an attack class under ``name``, which it also carries (notes, metrics)."""
+    def decorator(cls):
+        cls.name = name
+        return MINIMAL_ATTACKS.register(name)(cls)
+    return decorator
+
+
+def _foolbox_class(names: dict[str, str], norm: Norm):
+    return getattr(foolbox().attacks, names[norm])
+
+
+@register("deepfool")
+class DeepFool(MinimalAttack):
+    def run(self, fmodel, x, y, best, start):
+        attack = _foolbox_class({"l2": "L2DeepFoolAttack", "linf": "LinfDeepFoolAttack"}, self.norm)(steps=self.params.steps)
+        return attack(fmodel, x, y, epsilons=None)[0]
+
+
+@register("fmn")
+class FMN(MinimalAttack):
+    # Foolbox's default max_stepsize 1.0 is far too coarse for L2 at [0,1] scale on 28x28/32x32
+    # images: the estimate then stops improving with more steps (params.fmn_max_stepsize_l2).
+    def run(self, fmodel, x, y, best, start):
+        cls = _foolbox_class({"l2": "L2FMNAttack", "linf": "LInfFMNAttack"}, self.norm)
+        attack = cls(steps=self.params.steps, max_stepsize=getattr(self.params, f"fmn_max_stepsize_{self.norm}"))
+        return attack(fmodel, x, y, epsilons=None)[0]
+
+
+def per_image_epsilon(cls):
+    """A Foolbox gradient-descent attack whose epsilon is a per-image tensor of shape (N, 1, 1, 1):
+    Foolbox's own step loop, random start and projection, one radius per image."""
+    import eagerpy as ep
+
+    class PerImage(cls):
+        def get_random_start(self, x0, epsilon):
+            if self.distance.p == ep.inf:
+                return x0 + (2 * ep.uniform(x0, x0.shape, 0, 1) - 1) * epsilon
+            n = x0.flatten(1).shape[1]
+            r = ep.normal(x0, (len(x0), n + 2))  # uniform in the L2 ball (Foolbox's method)
+            r = (r / r.norms.l2(axis=-1, keepdims=True))[:, :n].reshape(x0.shape)
+            return x0 + epsilon * r
+
+        def project(self, x, x0, epsilon):
+            d = x - x0
+            if self.distance.p == ep.inf:
+                return x0 + ep.minimum(ep.maximum(d, -epsilon), epsilon)
+            norms = ep.maximum(d.flatten(1).norms.l2(axis=-1), 1e-12).reshape(epsilon.shape)
+            return x0 + d * ep.minimum(1, epsilon / norms)
+
+    PerImage.__name__ = f"PerImage{cls.__name__}"
+    return PerImage
+
+
+class Bisection(MinimalAttack):
+    """Smallest epsilon at which a fixed-epsilon attack succeeds, by bisection per image in
+    [0, running best]. Probes the running best first and gives up on an image where that fails:
+    the attack cannot improve on the ensemble there."""
+
+    classes: ClassVar[dict[str, str]]
+    random_start: ClassVar[bool]
+
+    def describe(self) -> str:
+        return f"{self.name} (bisection, {self.params.search_steps} steps x {self.params.steps} iterations)"
+
+    def run(self, fmodel, x, y, best, start):
+        import eagerpy as ep
+
+        fb = foolbox()
+        cls = per_image_epsilon(_foolbox_class(self.classes, self.norm))
+        attack = cls(steps=self.params.steps, rel_stepsize=self.params.rel_stepsize, random_start=self.random_start)
+        full = 1.0 if self.norm == "linf" else float(x[0].numel()) ** 0.5  # covers the whole [0,1] box
+        hi = torch.where(torch.isfinite(best), best, torch.full_like(best, full)).to(x.device)
+        lo = torch.zeros_like(hi)
+        adv = x.clone()
+        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+        def probe(eps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            if not bool(rows.any()):
+                return rows
+            idx = rows.nonzero().squeeze(1)
+            out = attack.run(fmodel, x[idx], fb.criteria.Misclassification(y[idx]), epsilon=ep.astensor(eps[idx].view(-1, 1, 1, 1)))
+            ok = fmodel(out).argmax(1) != y[idx]
+            hit = idx[ok]
+            adv[hit] = out[ok]
+            result = torch.zeros_like(rows)
+            result[hit] = True
+            return result
+
+        active = hi > 0
+        success = probe(hi, active)
+        found |= success
+        active = success  # early stop: where the running best cannot be reached, stop
+        hi = torch.where(success, distances(x, adv, self.norm), hi)
+        for _ in range(self.params.search_steps):
+            mid = (lo + hi) / 2
+            success = probe(mid, active)
+            hi = torch.where(success, torch.minimum(distances(x, adv, self.norm), mid), hi)
+            lo = torch.where(active & ~success, mid, lo)
+        return torch.where(found.view(-1, 1, 1, 1), adv, x)
+
+
+@register("pgd")
+class PGDSearch(Bisection):
+    classes = {"l2": "L2ProjectedGradientDescentAttack", "linf": "LinfProjectedGradientDescentAttack"}
+    random_start = True
+
+
+@register("bim")
+class BIMSearch(Bisection):
+    classes = {"l2": "L2BasicIterativeAttack", "linf": "LinfBasicIterativeAttack"}
+    random_start = False
+
+
+class Refinement(MinimalAttack):
+    """Attacks that walk from an adversarial starting point towards the decision boundary."""
+
+    needs_start = True
+    steps_param: ClassVar[str]
+
+    def describe(self) -> str:
+        return f"{self.name} ({getattr(self.params, self.steps_param)} steps, from the running best)"
+
+    @abstractmethod
+    def attack(self): ...
+
+    def run(self, fmodel, x, y, best, start):
+        return self.attack()(fmodel, x, y, epsilons=None, starting_points=start)[0]
+
+
+@register("brendel-bethge")
+class BrendelBethge(Refinement):
+    steps_param = "bb_steps"
+
+    def attack(self):
+        cls = _foolbox_class({"l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}, self.norm)
+        return cls(steps=self.params.bb_steps, binary_search_steps=10)
+
+
+@register("boundary")
+class Boundary(Refinement):
+    norms = ("l2",)
+    access = "black-box"
+    steps_param = "boundary_steps"
+
+    def attack(self):
+        return foolbox().attacks.BoundaryAttack(steps=self.params.boundary_steps)
+
+
+@register("hopskipjump")
+class HopSkipJump(Refinement):
+    access = "black-box"
+    steps_param = "hsj_steps"
+
+    def attack(self):
+        return foolbox().attacks.HopSkipJumpAttack(
+            steps=self.params.hsj_steps, initial_gradient_eval_steps=self.params.hsj_gradient_evals,
+            max_gradient_eval_steps=self.params.hsj_gradient_evals * 10, constraint=self.norm)

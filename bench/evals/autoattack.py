@@ -1,0 +1,88 @@
+"""AutoAttack (Croce & Hein 2020) through `pyautoattack`, standard or custom attack lists.
+
+AutoAttack re-seeds torch's global RNG in every attack: each call runs inside a forked RNG so
+that it cannot change any other cell. Its own checks (randomised or non-logit outputs, too few
+classes, ...) are logged as warnings; they are captured and stored as sanity flags."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import torch
+from pydantic import ConfigDict, Field
+
+from bench.evals import sanity
+from bench.evals.attacks import distances
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
+
+AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+
+
+@dataclass(frozen=True)
+class AutoAttackParams:
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    norm: Literal["linf", "l2"]
+    epsilons: tuple[Annotated[float, Field(ge=0)], ...]
+    version: Literal["standard", "custom"] = "standard"
+    attacks: tuple[AttackName, ...] = ()  # only with version = "custom"
+    max_images: Annotated[int, Field(ge=0)] = 0
+
+    def __post_init__(self):
+        if (self.version == "custom") != bool(self.attacks):
+            raise ValueError("give 'attacks' exactly when version = 'custom'")
+
+
+class _Captured(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@EVALUATIONS.register("autoattack")
+class AutoAttackEval(Evaluation):
+    Params = AutoAttackParams
+    kind = "autoattack"
+    grid = "epsilons"
+
+    def work(self, n_images: int) -> int:
+        return n_images * len(self.params.epsilons)
+
+    def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
+        from pyautoattack import AutoAttack
+
+        p, name = self.params, f"autoattack-{self.params.norm}"
+        attacks = list(p.attacks) if p.version == "custom" else None
+        out = EvalOutput(notes={"attack": f"pyautoattack {p.version}" + (f" {attacks}" if attacks else ""),
+                                "semantics": "clean errors count as failures; images checked to lie within epsilon"})
+        logger, captured = logging.getLogger("auto-attack"), _Captured()
+        logger.addHandler(captured)
+        points = []
+        try:
+            for eps in p.epsilons:
+                if eps == 0:
+                    robust = (predict(model, x, ctx) == y).float()
+                else:
+                    seed = self.point_seed(ctx, eps) % 2**31
+                    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+                        aa = AutoAttack(model, norm="Linf" if p.norm == "linf" else "L2", eps=eps, version=p.version,
+                                        attacks=attacks, seed=seed, device=ctx.device)
+                        aa.verbose = False
+                        adv, _ = aa.run_standard_evaluation(x.to(ctx.device), y.to(ctx.device), batch_size=ctx.batch_size)
+                    adv = adv.detach().cpu()
+                    if not bool((distances(x, adv, p.norm) <= eps * (1 + 1e-5) + 1e-6).all()):
+                        raise RuntimeError(f"{name}: AutoAttack returned images outside epsilon {eps}")
+                    robust = (predict(model, adv, ctx) == y).float()
+                ctx.progress.advance(len(y))
+                points.append((eps, robust.double().mean().item()))
+                out.metrics.append(Metric(name, eps, "accuracy", points[-1][1]))
+                out.examples.append((name, eps, robust))
+        finally:
+            logger.removeHandler(captured)
+        clean = (predict(model, x, ctx) == y).double().mean().item()
+        out.flags += sanity.accuracy_curve_flags(name, points, clean)
+        out.flags += [f"{name}: AutoAttack check: {m}" for m in dict.fromkeys(captured.messages)]
+        return out

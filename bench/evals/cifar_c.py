@@ -1,0 +1,106 @@
+"""Accuracy under the CIFAR-10-C corruptions, per corruption and severity, and their mean.
+Generated on the fly (bench.evals.corruptions, seeded per point), or read from the real
+CIFAR-10-C / CIFAR-100-C files (converted to grayscale as the clean set) where a user has them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import AfterValidator, ConfigDict, Field
+from torchvision.transforms.v2 import functional as TF
+
+from bench.errors import DataNotFound
+from bench.evals import sanity
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.corruptions import CORRUPTIONS, corrupt
+
+
+def _known(name: str) -> str:
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS.names())}")
+    return name
+
+
+CIFAR_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+           "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+C_FOLDERS = {"cifar10-gray": "CIFAR-10-C", "cifar100-gray": "CIFAR-100-C"}
+
+
+@dataclass(frozen=True)
+class CorruptionParams:
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    corruptions: tuple[Annotated[str, AfterValidator(_known)], ...] = CIFAR_C
+    severities: tuple[Annotated[int, Field(ge=1, le=5)], ...] = (1, 2, 3, 4, 5)
+    # generate: on the fly; files: the real CIFAR-C files (error if absent); auto: files if found
+    source: Literal["generate", "files", "auto"] = "generate"
+    max_images: Annotated[int, Field(ge=0)] = 0
+
+
+def find_files(dataset: str, data_root) -> Path | None:
+    folder = C_FOLDERS.get(dataset)
+    if folder is None:
+        return None
+    roots = [Path(data_root)] if data_root else []
+    roots += [Path(os.environ["BENCH_DATA"])] if os.environ.get("BENCH_DATA") else []
+    return next((r / folder for r in roots if (r / folder / "labels.npy").is_file()), None)
+
+
+def read_corrupted(folder: Path, name: str, severity: int, indices: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Rows (severity-1)*10000 + index of <folder>/<name>.npy (N x 32 x 32 x 3 uint8), as gray
+    floats; the labels file must agree with the evaluation labels (the files are aligned with
+    the test set)."""
+    path = folder / f"{name}.npy"
+    if not path.is_file():
+        raise DataNotFound(f"{path}: missing; the CIFAR-C folder must hold one .npy per corruption")
+    data = np.load(path, mmap_mode="r")
+    labels = np.load(folder / "labels.npy", mmap_mode="r")
+    per = len(labels) // 5
+    rows = (severity - 1) * per + indices.numpy()
+    if not np.array_equal(np.asarray(labels[rows]).astype(np.int64), y.numpy()):
+        raise DataNotFound(f"{folder / 'labels.npy'}: labels disagree with the test set; not the files of this dataset")
+    rgb = torch.from_numpy(np.ascontiguousarray(data[rows])).permute(0, 3, 1, 2)
+    return TF.rgb_to_grayscale(rgb).float() / 255
+
+
+@EVALUATIONS.register("corruptions")
+class Corruptions(Evaluation):
+    Params = CorruptionParams
+    kind = "corruptions"
+    grid = "corruptions"
+    unseeded = ("severities", "source")
+
+    def work(self, n_images: int) -> int:
+        return n_images * len(self.params.corruptions) * len(self.params.severities)
+
+    def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
+        p = self.params
+        folder = None if p.source == "generate" else find_files(ctx.dataset, ctx.data_root)
+        if p.source == "files" and folder is None:
+            raise DataNotFound(f"corruptions: source = 'files' but no {C_FOLDERS.get(ctx.dataset, 'CIFAR-C')} folder "
+                               "with labels.npy under --data-root or BENCH_DATA (or dataset without CIFAR-C files); "
+                               "set source = 'generate'")
+        if folder is not None and ctx.indices is None:
+            raise ValueError("corruptions: reading CIFAR-C files needs the test-set indices of the images")
+        out = EvalOutput(notes={"source": f"files {folder}" if folder else
+                                "generated (CIFAR-10-C parameters, torch re-implementation, seeded per point)"})
+        per_image = []
+        for name in p.corruptions:
+            for severity in p.severities:
+                if folder is not None:
+                    xc = read_corrupted(folder, name, severity, ctx.indices, y)
+                else:
+                    xc = corrupt(x, name, severity, self.point_seed(ctx, [name, severity]))
+                correct = (predict(model, xc, ctx) == y).float()
+                out.metrics.append(Metric(f"corruption-{name}", float(severity), "accuracy", correct.double().mean().item()))
+                out.examples.append((f"corruption-{name}", float(severity), correct))
+                per_image.append(correct)
+                ctx.progress.advance(len(y))
+        mean = torch.stack(per_image).double().mean(0)
+        out.metrics.append(Metric("corruptions", None, "mean accuracy", mean.mean().item()))
+        out.examples.append(("corruptions", None, mean))
+        out.flags += sanity.nan_flag("corruptions", [m.value for m in out.metrics])
+        return out

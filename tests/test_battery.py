@@ -1,0 +1,236 @@
+"""The evaluation battery: the minimal-perturbation ensemble, per-image-epsilon PGD, transfer,
+AutoAttack (RNG containment), CIFAR-C corruptions and file loading, and the sanity flags."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.cards import load_model_card
+from bench.data import eval_subset, load_dataset, to_float
+from bench.errors import BenchError, DataNotFound
+from bench.evals import EVALUATIONS, sanity
+from bench.evals.attacks import MINIMAL_ATTACKS, MinimalAttack, distances, foolbox, per_image_epsilon
+from bench.evals.base import EvalContext
+from bench.evals.cifar_c import CIFAR_C, read_corrupted
+from bench.evals.corruptions import CORRUPTIONS, corrupt
+from bench.evals.minimal import Minimal, MinimalParams
+from bench.report.summary import sanity_flags
+from bench.train.checkpoint import load_model
+from bench.train.trainer import train
+from conftest import TINY_SUITE, enter, run_cli, write_card_root
+
+CPU = torch.device("cpu")
+
+
+def tiny_model_and_images(tmp_path, n=24):
+    model = load_model(train(load_model_card("tiny-none"), 0, tmp_path, "cpu"))
+    ds = load_dataset("fmnist-mini")
+    idx, _ = eval_subset(ds.test_x, ds.test_y, n, seed=0)
+    return model, to_float(ds.test_x[idx]), ds.test_y[idx]
+
+
+# ---------------------------------------------------------------- sanity flags (pure)
+
+def test_curve_flags_catch_each_failure_and_pass_a_good_curve():
+    assert sanity.accuracy_curve_flags("pgd-linf", [(0.0, 0.8), (0.01, 0.5), (0.1, 0.0)], clean=0.8) == []
+    assert "accuracy at 0 is 0.7000" in sanity.accuracy_curve_flags("x", [(0.0, 0.7)], clean=0.8)[0]
+    assert "rises with epsilon" in sanity.accuracy_curve_flags("x", [(0.0, 0.8), (0.01, 0.3), (0.02, 0.4)], 0.8)[0]
+    assert "above clean" in sanity.accuracy_curve_flags("x", [(0.01, 0.9)], 0.8)[0]
+    assert sanity.accuracy_curve_flags("x", [(0.0, 0.8), (0.01, 0.9)], 0.8, monotone=False) == []
+    assert "NaN" in sanity.accuracy_curve_flags("x", [(0.01, float("nan"))], 0.8)[0]
+    assert sanity.near_zero_flag("x", 0.5, 0.01, 0.05) == [] and "gradient masking" in sanity.near_zero_flag("x", 0.5, 0.3, 0.05)[0]
+    assert sanity.black_box_flag("x", 0.01, 0.5, 0.02) == [] and "2x on 10.0%" in sanity.black_box_flag("x", 0.1, 0.5, 0.02)[0]
+
+
+def test_report_flags_stored_flags_and_transfer_beating_white_box():
+    rows = [("m", 0, "clean", None, "accuracy", 0.8),
+            ("m", 0, "pgd-linf", 0.0, "accuracy", 0.8), ("m", 0, "pgd-linf", 0.03, "accuracy", 0.5),
+            ("m", 0, "transfer-linf", 0.0, "accuracy", 0.8), ("m", 0, "transfer-linf", 0.03, "accuracy", 0.3)]
+    df = pd.DataFrame(rows, columns=["model", "seed", "evaluation", "param", "statistic", "value"])
+    cells = pd.DataFrame([{"model": "m", "seed": 0, "flags": json.dumps(["pgd-linf: something odd"])}])
+    flags = sanity_flags(df, cells)
+    assert flags[0] == "m seed 0: pgd-linf: something odd"
+    assert any("transfer-linf at 0.03 (0.3000) beats white-box PGD (0.5000)" in f for f in flags)
+    df.loc[df["evaluation"] == "transfer-linf", "value"] = [0.8, 0.49]  # within the 2-point margin
+    assert sanity_flags(df, cells[:0]) == []
+
+
+# ---------------------------------------------------------------- attacks and the ensemble
+
+def test_per_image_epsilon_pgd_projects_each_image_to_its_own_radius(cards, tmp_path):
+    import eagerpy as ep
+
+    model, x, y = tiny_model_and_images(tmp_path, 16)
+    fb = foolbox()
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+    eps = torch.linspace(0.01, 0.2, len(x))
+    for name, norm in (("LinfProjectedGradientDescentAttack", "linf"), ("L2ProjectedGradientDescentAttack", "l2")):
+        attack = per_image_epsilon(getattr(fb.attacks, name))(steps=5, rel_stepsize=0.3)
+        scale = 1.0 if norm == "linf" else 10.0
+        torch.manual_seed(0)
+        adv = attack.run(fmodel, x, fb.criteria.Misclassification(y), epsilon=ep.astensor((eps * scale).view(-1, 1, 1, 1)))
+        d = distances(x, adv, norm)
+        assert (d <= eps * scale * (1 + 1e-5) + 1e-6).all()
+        assert (d >= 0.5 * eps * scale).float().mean() > 0.8  # the radius is used, not just respected
+        assert adv.min() >= 0 and adv.max() <= 1
+
+
+class Broken(MinimalAttack):
+    name = "broken"
+    needs_start = True
+    access = "black-box"
+
+    def run(self, fmodel, x, y, best, start):
+        raise ValueError("no starting point for 3 images")
+
+
+def test_ensemble_takes_the_per_image_minimum_and_survives_a_failing_attack(cards, tmp_path, monkeypatch):
+    model, x, y = tiny_model_and_images(tmp_path, 24)
+    monkeypatch.setitem(MINIMAL_ATTACKS._entries, "broken", Broken)
+    params = MinimalParams(attacks=("pgd", "deepfool", "fmn", "broken", "boundary", "hopskipjump"), steps=10,
+                           search_steps=4, boundary_steps=20, hsj_steps=2, hsj_gradient_evals=10,
+                           curve_epsilons_linf=(0.0, 0.01, 0.05))
+    ctx = EvalContext(CPU, 3, batch_size=16)
+    before = torch.random.get_rng_state()
+    out = Minimal(params).run(model, x, y, ctx)
+    assert torch.equal(before, torch.random.get_rng_state())  # seeded in a forked RNG
+    ex = {name: v for name, _, v in out.examples if name.startswith("minimal-linf")}
+    best, winner = ex["minimal-linf"], ex["minimal-linf:winner"]
+    attacks = ["pgd", "deepfool", "fmn", "broken", "hopskipjump"]  # boundary is L2 only
+    own = torch.stack([ex[f"minimal-linf:{a}"] for a in attacks])
+    assert torch.equal(best, own.amin(0))
+    clean_wrong = model(x).argmax(1) != y
+    assert (best[clean_wrong] == 0).all() and (winner[clean_wrong] == -1).all()
+    for i in torch.nonzero(~clean_wrong).squeeze(1):
+        assert own[int(winner[i]), i] == best[i]
+    assert torch.isinf(ex["minimal-linf:broken"][~clean_wrong]).all()
+    assert "ValueError: no starting point" in out.notes["failures broken linf"]
+    m = {(mm.name, mm.param, mm.statistic): mm.value for mm in out.metrics}
+    assert m[("minimal-linf", None, "median")] == pytest.approx(float(np.median(best.numpy())))
+    assert m[("ensemble-linf", 0.01, "accuracy")] == pytest.approx((best > 0.01).double().mean().item())
+    assert m[("ensemble-linf", 0.0, "accuracy")] == pytest.approx((~clean_wrong).double().mean().item())
+    assert m[("minimal-linf", None, "found")] == 1.0 and not any("NaN" in f for f in out.flags)
+    # every returned distance is the true distance of an image the model misclassifies: re-check one attack
+    again = Minimal(params).run(model, x, y, ctx)
+    assert [(a.name, a.param, a.statistic, a.value) for a in again.metrics] == \
+        [(a.name, a.param, a.statistic, a.value) for a in out.metrics]  # bit-identical on CPU
+
+
+def test_minimal_rejects_unknown_attacks_in_the_card(cards):
+    (cards / "suites" / "bad.toml").write_text(TINY_SUITE.replace('attacks = ["deepfool", "fmn"]', 'attacks = ["deepfool", "cw"]'))
+    code, _, err = run_cli("run", "bad")
+    assert code == 2 and "evaluations[3].attacks[1]" in err and "unknown attack 'cw'" in err and "hopskipjump" in err
+
+
+# ---------------------------------------------------------------- corruptions
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_every_cifar_c_corruption_at_both_sizes(size):
+    ds = load_dataset("fmnist-mini")
+    x = to_float(ds.test_x[:12])
+    if size == 32:
+        x = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    assert sorted(CIFAR_C) == CORRUPTIONS.names()
+    for name in CIFAR_C:
+        for severity in (1, 5):
+            out = corrupt(x, name, severity, seed=7)
+            assert out.shape == x.shape and out.dtype == torch.float32, name
+            assert out.min() >= 0 and out.max() <= 1, name
+            assert torch.equal(out, (out * 255).round() / 255), name  # on the uint8 grid, like the released files
+            assert torch.equal(out, corrupt(x, name, severity, seed=7)), name  # seeded
+            assert not torch.equal(out, x), name
+        mild = (corrupt(x, name, 1, 7) - x).abs().mean()
+        harsh = (corrupt(x, name, 5, 7) - x).abs().mean()
+        if name not in ("elastic_transform", "glass_blur"):  # CIFAR-C's own parameters are not monotone there
+            assert harsh > mild, name
+    noisy = [corrupt(x, "gaussian_noise", 3, s) for s in (1, 2)]
+    assert not torch.equal(*noisy)
+
+
+def test_corruption_formulas_match_the_cifar_c_parameters():
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    expected = (((x - mean) * 0.15 + mean).clamp(0, 1) * 255).round() / 255
+    assert torch.equal(corrupt(x, "contrast", 5, 0), expected)
+    assert torch.equal(corrupt(x, "brightness", 2, 0), ((x + 0.1).clamp(0, 1) * 255).round() / 255)
+    grey = 128 / 255  # on the uint8 grid
+    flat = torch.full((64, 1, 28, 28), grey)
+    residual = corrupt(flat, "gaussian_noise", 5, 0) - grey
+    assert residual.std().item() == pytest.approx(0.10, rel=0.03)
+    flipped = (corrupt(flat, "impulse_noise", 5, 0) != grey).float().mean().item()
+    assert flipped == pytest.approx(0.07, rel=0.1)
+
+
+def test_real_cifar_c_files_are_read_at_the_test_indices_and_checked(tmp_path):
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    n = 20  # a fake test set of 20 images; real files hold 5 x 10,000 rows
+    labels = np.tile(np.arange(n) % 10, 5).astype(np.uint8)
+    images = np.zeros((5 * n, 32, 32, 3), np.uint8)
+    images[..., 0] = (np.arange(5 * n) % 256)[:, None, None]  # the row number in the red channel
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "fog.npy", images)
+    idx = torch.tensor([3, 7, 11])
+    x = read_corrupted(folder, "fog", 2, idx, torch.tensor([3, 7, 1]))
+    rows = (np.arange(3) * 0 + n + idx.numpy())
+    assert x.shape == (3, 1, 32, 32)
+    assert np.allclose(x[:, 0, 0, 0].numpy() * 255, np.round(0.299 * rows), atol=1)  # ITU-R 601 gray of the row
+    with pytest.raises(DataNotFound, match="labels disagree"):
+        read_corrupted(folder, "fog", 2, idx, torch.tensor([0, 0, 0]))
+    with pytest.raises(DataNotFound, match="snow.npy: missing"):
+        read_corrupted(folder, "snow", 1, idx, torch.tensor([3, 7, 1]))
+
+
+# ---------------------------------------------------------------- AutoAttack and transfer
+
+def test_autoattack_contains_its_global_rng_side_effect(cards, tmp_path):
+    model, x, y = tiny_model_and_images(tmp_path, 8)
+    ev = EVALUATIONS.get("autoattack")(EVALUATIONS.get("autoattack").Params(
+        norm="linf", epsilons=(0.0, 0.05), version="custom", attacks=("apgd-ce",)))
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    out = ev.run(model, x, y, EvalContext(CPU, 5, batch_size=8))
+    assert torch.equal(before, torch.random.get_rng_state())
+    acc = {m.param: m.value for m in out.metrics}
+    clean = (model(x).argmax(1) == y).double().mean().item()
+    assert acc[0.0] == pytest.approx(clean) and acc[0.05] <= clean
+    again = ev.run(model, x, y, EvalContext(CPU, 5, batch_size=8))
+    assert [m.value for m in again.metrics] == [m.value for m in out.metrics]
+
+
+TRANSFER_SUITE = TINY_SUITE.replace('''[[evaluations]]
+kind = "minimal"''', '''[[evaluations]]
+kind = "transfer"
+source = "tiny-none"
+norm = "linf"
+epsilons = [0.0, 0.05]
+steps = 3
+
+[[evaluations]]
+kind = "minimal"''')
+
+
+def test_transfer_crafts_once_on_the_source_and_is_keyed_by_its_checkpoint(tmp_path, monkeypatch):
+    import bench.evals.transfer as transfer
+
+    enter(write_card_root(tmp_path, TRANSFER_SUITE), monkeypatch)
+    crafted = []
+    real = transfer.attack_at
+    monkeypatch.setattr(transfer, "attack_at", lambda *a, **k: crafted.append(a[4]) or real(*a, **k))
+    code, out, err = run_cli("run", "tiny", "--device", "cpu")
+    assert code == 0, err
+    assert sorted(crafted) == [0.0, 0.05]  # two targets, one crafting per epsilon
+    res = pd.read_csv(tmp_path / "reports" / "tiny" / "results.csv")
+    t = res[res["evaluation"] == "transfer-linf"].set_index(["model", "param"])["value"]
+    clean = res[res["evaluation"] == "clean"].set_index("model")["value"]
+    assert t[("tiny-none", 0.0)] == clean["tiny-none"] and t[("tiny-pixel", 0.0)] == clean["tiny-pixel"]
+    assert t[("tiny-none", 0.05)] < clean["tiny-none"]  # white-box on its own source
+    keys = set(res[res["evaluation"] == "transfer-linf"]["checkpoint_hash"])
+    assert all("+" in k for k in keys)  # the source checkpoint is part of the cell identity
+
+    bad = TRANSFER_SUITE.replace('source = "tiny-none"', 'source = "tiny-shuffle"')
+    (tmp_path / "suites" / "bad.toml").write_text(bad)
+    code, _, err = run_cli("run", "bad")
+    assert code == 2 and "evaluations[3].source': model 'tiny-shuffle' is not one of the suite's models" in err
