@@ -47,13 +47,13 @@ def test_curve_flags_catch_each_failure_and_pass_a_good_curve():
 def test_report_flags_stored_flags_and_transfer_beating_white_box():
     rows = [("m", 0, "clean", None, "accuracy", 0.8),
             ("m", 0, "pgd-linf", 0.0, "accuracy", 0.8), ("m", 0, "pgd-linf", 0.03, "accuracy", 0.5),
-            ("m", 0, "transfer-linf", 0.0, "accuracy", 0.8), ("m", 0, "transfer-linf", 0.03, "accuracy", 0.3)]
+            ("m", 0, "transfer-linf:src", 0.0, "accuracy", 0.8), ("m", 0, "transfer-linf:src", 0.03, "accuracy", 0.3)]
     df = pd.DataFrame(rows, columns=["model", "seed", "evaluation", "param", "statistic", "value"])
     cells = pd.DataFrame([{"model": "m", "seed": 0, "flags": json.dumps(["pgd-linf: something odd"])}])
     flags = sanity_flags(df, cells)
     assert flags[0] == "m seed 0: pgd-linf: something odd"
-    assert any("transfer-linf at 0.03 (0.3000) beats white-box PGD (0.5000)" in f for f in flags)
-    df.loc[df["evaluation"] == "transfer-linf", "value"] = [0.8, 0.49]  # within the 2-point margin
+    assert any("transfer-linf:src at 0.03 (0.3000) beats white-box PGD (0.5000)" in f for f in flags)
+    df.loc[df["evaluation"] == "transfer-linf:src", "value"] = [0.8, 0.49]  # within the 2-point margin
     assert sanity_flags(df, cells[:0]) == []
 
 
@@ -223,14 +223,75 @@ def test_transfer_crafts_once_on_the_source_and_is_keyed_by_its_checkpoint(tmp_p
     assert code == 0, err
     assert sorted(crafted) == [0.0, 0.05]  # two targets, one crafting per epsilon
     res = pd.read_csv(tmp_path / "reports" / "tiny" / "results.csv")
-    t = res[res["evaluation"] == "transfer-linf"].set_index(["model", "param"])["value"]
+    t = res[res["evaluation"] == "transfer-linf:tiny-none"].set_index(["model", "param"])["value"]
     clean = res[res["evaluation"] == "clean"].set_index("model")["value"]
     assert t[("tiny-none", 0.0)] == clean["tiny-none"] and t[("tiny-pixel", 0.0)] == clean["tiny-pixel"]
     assert t[("tiny-none", 0.05)] < clean["tiny-none"]  # white-box on its own source
-    keys = set(res[res["evaluation"] == "transfer-linf"]["checkpoint_hash"])
+    keys = set(res[res["evaluation"] == "transfer-linf:tiny-none"]["checkpoint_hash"])
     assert all("+" in k for k in keys)  # the source checkpoint is part of the cell identity
 
     bad = TRANSFER_SUITE.replace('source = "tiny-none"', 'source = "tiny-shuffle"')
     (tmp_path / "suites" / "bad.toml").write_text(bad)
     code, _, err = run_cli("run", "bad")
     assert code == 2 and "evaluations[3].source': model 'tiny-shuffle' is not one of the suite's models" in err
+
+
+BATTERY_SUITE = TINY_SUITE.split("[[evaluations]]")[0] + '''
+[[evaluations]]
+kind = "pgd"
+norm = "linf"
+epsilons = [0.0, 0.02]
+steps = 3
+
+[[evaluations]]
+kind = "minimal"
+norms = ["l2", "linf"]
+steps = 5
+search_steps = 3
+bb_steps = 5
+boundary_steps = 10
+hsj_steps = 2
+hsj_gradient_evals = 5
+max_images = 6
+
+[[evaluations]]
+kind = "transfer"
+source = "tiny-none"
+norm = "linf"
+epsilons = [0.0, 0.05]
+steps = 3
+
+[[evaluations]]
+kind = "autoattack"
+norm = "linf"
+epsilons = [0.0, 0.03]
+version = "custom"
+attacks = ["apgd-ce"]
+max_images = 8
+
+[[evaluations]]
+kind = "corruptions"
+corruptions = ["gaussian_noise", "frost", "elastic_transform"]
+severities = [1, 5]
+'''
+
+
+@pytest.mark.slow
+def test_every_evaluation_of_the_battery_through_the_cli(tmp_path, monkeypatch):
+    """All seven ensemble attacks (Brendel-Bethge compiles with numba here), transfer,
+    AutoAttack and corruptions in one suite, reported with their tables and flags."""
+    enter(write_card_root(tmp_path, BATTERY_SUITE), monkeypatch)
+    code, out, err = run_cli("run", "tiny", "--device", "cpu")
+    assert code == 0, err
+    assert "evaluated 12 cells" in out
+    board = (tmp_path / "reports" / "tiny" / "leaderboard.md").read_text()
+    for text in ("## Minimal-perturbation ensemble", "brendel-bethge", "hopskipjump", "boundary",
+                 "## Corruptions (accuracy %, mean over severities)", "frost", "transfer-linf:tiny-none AUC",
+                 "autoattack-linf AUC", "corruptions mean", "## Sanity flags", "pyautoattack custom"):
+        assert text in board, text
+    res = pd.read_csv(tmp_path / "reports" / "tiny" / "results.csv")
+    wins = res[res["statistic"].str.startswith("wins:")].groupby(["model", "evaluation"])["value"].sum()
+    assert ((wins > 0.99) & (wins < 1.01)).all()  # every correctly classified image has one winner
+    probe = res[res["statistic"] == "sanity probe accuracy"]
+    assert len(probe) == 2 and (probe["param"] == 0.5).all()
+    assert run_cli("run", "tiny", "--device", "cpu")[1].count("evaluated 0 cells, 12 already in the store") == 1

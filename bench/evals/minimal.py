@@ -56,7 +56,8 @@ class MinimalParams:
 
 def quantile(d: np.ndarray, q: float) -> float:
     """np.quantile, with inf (not nan) where infinite values meet."""
-    v = float(np.quantile(d, q))
+    with np.errstate(invalid="ignore"):  # inf - inf while interpolating
+        v = float(np.quantile(d, q))
     return float("inf") if np.isnan(v) else v
 
 

@@ -53,13 +53,14 @@ class Transfer(Evaluation):
             fmodel = foolbox().PyTorchModel(source, bounds=(0, 1), device=ctx.device)
             seed = sub_seed(ctx.training_seed, "transfer", identity, eps)  # not the target's cell seed
             ctx.cache[key] = attack_at(pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start), fmodel, x, y, eps,
-                                       p.norm, seed, ctx, f"transfer-{p.norm}")
+                                       p.norm, seed, ctx, f"transfer-{p.norm}:{p.source}")
         else:
             ctx.progress.advance(len(y))
         return ctx.cache[key]
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        p, name = self.params, f"transfer-{self.params.norm}"
+        p = self.params
+        name = f"transfer-{p.norm}:{p.source}"  # one curve per source model
         out = EvalOutput(notes={"attack": f"foolbox PGD on source model {p.source} (same training seed), "
                                           f"{p.steps} steps", "semantics": CLEAN_ERRORS})
         points = []

@@ -185,7 +185,8 @@ def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
             if not ev.startswith("transfer-"):
                 continue
             transfer = curve_points(d[d["evaluation"] == ev]).set_index("param")["value"]
-            white = curve_points(d[d["evaluation"] == "pgd-" + ev.split("-", 1)[1]]).set_index("param")["value"]
+            norm = ev.split("-", 1)[1].split(":")[0]  # transfer-NORM:SOURCE
+            white = curve_points(d[d["evaluation"] == f"pgd-{norm}"]).set_index("param")["value"]
             for eps in sorted(set(transfer.index) & set(white.index)):
                 if transfer[eps] < white[eps] - MASKING_MARGIN:
                     flags.append(f"{model} seed {seed}: {ev} at {eps:g} ({transfer[eps]:.4f}) beats white-box PGD "

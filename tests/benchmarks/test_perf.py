@@ -103,3 +103,60 @@ def test_bench_target_lookup_per_step(benchmark, kind):
     sampler = PairSampler(n, K, seed=0)
     out = benchmark(lambda: target.lookup(*sampler.next()))
     assert out.shape == (K,)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A width-8 ResNet18 trained for 300 steps on the embedded Fashion-MNIST (~75% accuracy):
+    attacks on an untrained model meet degenerate decision boundaries and time nothing useful."""
+    from bench.data import load_dataset, to_float
+
+    torch.manual_seed(0)
+    ds = load_dataset("fmnist-mini")
+    x, y = to_float(ds.train_x), ds.train_y
+    model = build_model("resnet18", 10, WIDTH)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        i = torch.randint(0, len(y), (BATCH,), generator=gen)
+        loss = F.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), to_float(ds.test_x[:32]), ds.test_y[:32]
+
+
+# the battery-quick suite's schedules
+BATTERY = dict(steps=20, search_steps=6, bb_steps=50, boundary_steps=200, hsj_steps=5, hsj_gradient_evals=20)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump"])
+def test_bench_minimal_attack_32_images(benchmark, trained, attack):
+    """One ensemble attack alone (both norms it supports) on 32 images: images/second =
+    32 x norms / mean time. Decision-based ones start from the nearest other-class image."""
+    from bench.evals.minimal import Minimal, MinimalParams
+
+    model, x, y = trained
+    ev = Minimal(MinimalParams(attacks=(attack,), **BATTERY))
+    out = benchmark.pedantic(lambda: ev.run(model, x, y, EvalContext(torch.device("cpu"), 0, 32)),
+                             rounds=1, warmup_rounds=1 if attack == "brendel-bethge" else 0)  # numba JIT first
+    assert all(m.value == m.value for m in out.metrics)
+
+
+@pytest.mark.parametrize("n", [16, 32])
+def test_bench_minimal_ensemble_scales_with_images(benchmark, trained, n):
+    """The full ensemble (battery-quick schedules) on n images: time(32) / time(16) ~ 2."""
+    from bench.evals.minimal import Minimal, MinimalParams
+
+    model, x, y = trained
+    ev = Minimal(MinimalParams(attacks=("pgd", "bim", "deepfool", "fmn", "boundary", "hopskipjump"), **BATTERY))
+    benchmark.pedantic(lambda: ev.run(model, x[:n], y[:n], EvalContext(torch.device("cpu"), 0, 32)), rounds=1)
+
+
+def test_bench_cifar_c_all_corruptions_250_images(benchmark):
+    """All 15 corruptions at severity 3 on 250 28x28 images (generation only, no model)."""
+    from bench.evals.cifar_c import CIFAR_C
+    from bench.evals.corruptions import corrupt
+
+    x = torch.rand(250, 1, 28, 28)
+    benchmark.pedantic(lambda: [corrupt(x, name, 3, 0) for name in CIFAR_C], rounds=3)
