@@ -9,7 +9,7 @@ import torch
 
 from bench.cards import load_model_card
 from bench.data import eval_subset, load_dataset, to_float
-from bench.errors import BenchError, DataNotFound
+from bench.errors import DataNotFound
 from bench.evals import EVALUATIONS, sanity
 from bench.evals.attacks import MINIMAL_ATTACKS, MinimalAttack, distances, foolbox, per_image_epsilon
 from bench.evals.base import EvalContext

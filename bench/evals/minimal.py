@@ -105,7 +105,7 @@ class Minimal(Evaluation):
         return out
 
     def _ensemble(self, model, fmodel, x, y, pred, norm: Norm, attacks, ctx: EvalContext, out: EvalOutput) -> None:
-        p, name = self.params, f"minimal-{norm}"
+        name = f"minimal-{norm}"
         clean_wrong = pred != y
         inf = torch.tensor(float("inf"))
         best = torch.where(clean_wrong, 0.0, inf)
