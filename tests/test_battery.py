@@ -118,6 +118,29 @@ def test_ensemble_takes_the_per_image_minimum_and_survives_a_failing_attack(card
         [(a.name, a.param, a.statistic, a.value) for a in out.metrics]  # bit-identical on CPU
 
 
+class QuantizedInput(torch.nn.Module):
+    """A classic gradient-masking 'defence': inputs rounded to 5 grey levels, zero gradient."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(torch.round(x * 4) / 4)
+
+
+def test_sanity_flags_catch_a_gradient_masking_model_and_spare_the_plain_one(cards, tmp_path):
+    model, x, y = tiny_model_and_images(tmp_path, 24)
+    ctx = EvalContext(CPU, 0, batch_size=24)
+    pgd = EVALUATIONS.get("pgd")(EVALUATIONS.get("pgd").Params(norm="linf", epsilons=(0.0, 0.05), steps=10))
+    minimal = Minimal(MinimalParams(attacks=("pgd", "deepfool", "fmn", "boundary"), norms=("l2",), steps=10,
+                                    search_steps=4, boundary_steps=100))
+    assert pgd.run(model, x, y, ctx).flags == [] and minimal.run(model, x, y, ctx).flags == []
+    masked = QuantizedInput(model).eval()
+    assert any("sanity epsilon 0.5" in f and "gradient masking" in f for f in pgd.run(masked, x, y, ctx).flags)
+    assert any("black-box attacks beat the best white-box" in f for f in minimal.run(masked, x, y, ctx).flags)
+
+
 def test_minimal_rejects_unknown_attacks_in_the_card(cards):
     (cards / "suites" / "bad.toml").write_text(TINY_SUITE.replace('attacks = ["deepfool", "fmn"]', 'attacks = ["deepfool", "cw"]'))
     code, _, err = run_cli("run", "bad")
