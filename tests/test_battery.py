@@ -223,16 +223,14 @@ def test_autoattack_contains_its_global_rng_side_effect(cards, tmp_path):
     assert [m.value for m in again.metrics] == [m.value for m in out.metrics]
 
 
-TRANSFER_SUITE = TINY_SUITE.replace('''[[evaluations]]
-kind = "minimal"''', '''[[evaluations]]
+TRANSFER = '''[[evaluations]]
 kind = "transfer"
 source = "tiny-none"
 norm = "linf"
 epsilons = [0.0, 0.05]
 steps = 3
-
-[[evaluations]]
-kind = "minimal"''')
+'''
+TRANSFER_SUITE = TINY_SUITE.replace('[[evaluations]]\nkind = "minimal"', TRANSFER + '\n[[evaluations]]\nkind = "minimal"')
 
 
 def test_transfer_crafts_once_on_the_source_and_is_keyed_by_its_checkpoint(tmp_path, monkeypatch):
@@ -277,13 +275,7 @@ hsj_steps = 2
 hsj_gradient_evals = 5
 max_images = 6
 
-[[evaluations]]
-kind = "transfer"
-source = "tiny-none"
-norm = "linf"
-epsilons = [0.0, 0.05]
-steps = 3
-
+''' + TRANSFER + '''
 [[evaluations]]
 kind = "autoattack"
 norm = "linf"

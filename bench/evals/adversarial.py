@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
 from bench.evals.attacks import Norm, distances, foolbox
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
 
 CLEAN_ERRORS = "clean errors count as failures (Foolbox semantics): robust accuracy <= clean accuracy"
 
@@ -56,8 +56,7 @@ def attack_at(attack, fmodel, x: torch.Tensor, y: torch.Tensor, eps: float, norm
     seed: its random start draws from torch's global RNG, so a forked copy is seeded and the
     caller's RNG stays untouched."""
     advs = []
-    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with forked_rng(ctx, seed):
         for sl in _batches(len(y), ctx.batch_size):
             xb, yb = x[sl].to(ctx.device), y[sl].to(ctx.device)
             _, clipped, _ = attack(fmodel, xb, yb, epsilons=[eps])

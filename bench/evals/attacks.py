@@ -65,21 +65,37 @@ def _foolbox_class(names: dict[str, str], norm: Norm):
     return getattr(foolbox().attacks, names[norm])
 
 
-@register("deepfool")
-class DeepFool(MinimalAttack):
+class Minimization(MinimalAttack):
+    """A Foolbox minimization attack, run once with ``epsilons=None`` (from ``start`` where it
+    needs one)."""
+
+    classes: ClassVar[dict[str, str]]  # norm -> Foolbox class name
+
+    @abstractmethod
+    def options(self) -> dict: ...
+
     def run(self, fmodel, x, y, best, start):
-        attack = _foolbox_class({"l2": "L2DeepFoolAttack", "linf": "LinfDeepFoolAttack"}, self.norm)(steps=self.params.steps)
-        return attack(fmodel, x, y, epsilons=None)[0]
+        attack = _foolbox_class(self.classes, self.norm)(**self.options())
+        extra = {"starting_points": start} if self.needs_start else {}
+        return attack(fmodel, x, y, epsilons=None, **extra)[0]
+
+
+@register("deepfool")
+class DeepFool(Minimization):
+    classes = {"l2": "L2DeepFoolAttack", "linf": "LinfDeepFoolAttack"}
+
+    def options(self):
+        return {"steps": self.params.steps}
 
 
 @register("fmn")
-class FMN(MinimalAttack):
+class FMN(Minimization):
     # Foolbox's default max_stepsize 1.0 is far too coarse for L2 at [0,1] scale on 28x28/32x32
     # images: the estimate then stops improving with more steps (params.fmn_max_stepsize_l2).
-    def run(self, fmodel, x, y, best, start):
-        cls = _foolbox_class({"l2": "L2FMNAttack", "linf": "LInfFMNAttack"}, self.norm)
-        attack = cls(steps=self.params.steps, max_stepsize=getattr(self.params, f"fmn_max_stepsize_{self.norm}"))
-        return attack(fmodel, x, y, epsilons=None)[0]
+    classes = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack"}
+
+    def options(self):
+        return {"steps": self.params.steps, "max_stepsize": getattr(self.params, f"fmn_max_stepsize_{self.norm}")}
 
 
 def per_image_epsilon(cls):
@@ -128,7 +144,6 @@ class Bisection(MinimalAttack):
         hi = torch.where(torch.isfinite(best), best, torch.full_like(best, full)).to(x.device)
         lo = torch.zeros_like(hi)
         adv = x.clone()
-        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
 
         def probe(eps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             if not bool(rows.any()):
@@ -142,11 +157,9 @@ class Bisection(MinimalAttack):
             result[hit] = True
             return result
 
-        active = hi > 0
-        success = probe(hi, active)
-        found |= success
-        active = success  # early stop: where the running best cannot be reached, stop
-        hi = torch.where(success, distances(x, adv, self.norm), hi)
+        found = probe(hi, hi > 0)
+        active = found  # early stop: where the running best cannot be reached, stop
+        hi = torch.where(found, distances(x, adv, self.norm), hi)
         for _ in range(self.params.search_steps):
             mid = (lo + hi) / 2
             success = probe(mid, active)
@@ -167,7 +180,7 @@ class BIMSearch(Bisection):
     random_start = False
 
 
-class Refinement(MinimalAttack):
+class Refinement(Minimization):
     """Attacks that walk from an adversarial starting point towards the decision boundary."""
 
     needs_start = True
@@ -176,38 +189,33 @@ class Refinement(MinimalAttack):
     def describe(self) -> str:
         return f"{self.name} ({getattr(self.params, self.steps_param)} steps, from the running best)"
 
-    @abstractmethod
-    def attack(self): ...
-
-    def run(self, fmodel, x, y, best, start):
-        return self.attack()(fmodel, x, y, epsilons=None, starting_points=start)[0]
-
 
 @register("brendel-bethge")
 class BrendelBethge(Refinement):
+    classes = {"l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}
     steps_param = "bb_steps"
 
-    def attack(self):
-        cls = _foolbox_class({"l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}, self.norm)
-        return cls(steps=self.params.bb_steps, binary_search_steps=10)
+    def options(self):
+        return {"steps": self.params.bb_steps, "binary_search_steps": 10}
 
 
 @register("boundary")
 class Boundary(Refinement):
+    classes = {"l2": "BoundaryAttack"}
     norms = ("l2",)
     access = "black-box"
     steps_param = "boundary_steps"
 
-    def attack(self):
-        return foolbox().attacks.BoundaryAttack(steps=self.params.boundary_steps)
+    def options(self):
+        return {"steps": self.params.boundary_steps}
 
 
 @register("hopskipjump")
 class HopSkipJump(Refinement):
+    classes = {"l2": "HopSkipJumpAttack", "linf": "HopSkipJumpAttack"}
     access = "black-box"
     steps_param = "hsj_steps"
 
-    def attack(self):
-        return foolbox().attacks.HopSkipJumpAttack(
-            steps=self.params.hsj_steps, initial_gradient_eval_steps=self.params.hsj_gradient_evals,
-            max_gradient_eval_steps=self.params.hsj_gradient_evals * 10, constraint=self.norm)
+    def options(self):
+        return {"steps": self.params.hsj_steps, "initial_gradient_eval_steps": self.params.hsj_gradient_evals,
+                "max_gradient_eval_steps": self.params.hsj_gradient_evals * 10, "constraint": self.norm}

@@ -9,12 +9,11 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-import torch
 from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
 from bench.evals.attacks import distances
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 
@@ -67,7 +66,7 @@ class AutoAttackEval(Evaluation):
                     robust = (predict(model, x, ctx) == y).float()
                 else:
                     seed = self.point_seed(ctx, eps) % 2**31
-                    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+                    with forked_rng(ctx):  # AutoAttack re-seeds the global RNG itself
                         aa = AutoAttack(model, norm="Linf" if p.norm == "linf" else "L2", eps=eps, version=p.version,
                                         attacks=attacks, seed=seed, device=ctx.device)
                         aa.verbose = False

@@ -2,6 +2,7 @@
 parameters, seed): the runner owns I/O and the store."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -90,6 +91,16 @@ def sub_seed(seed: int, *parts: Any) -> int:
     level to a grid never changes the numbers of the others."""
     digest = hashlib.sha256(json.dumps([seed, *parts], sort_keys=True).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def forked_rng(ctx: "EvalContext", seed: int | None = None):
+    """A private copy of torch's global RNG (and the CUDA device's), seeded if ``seed`` is given:
+    attack libraries draw from, or re-seed, the global RNG, and must not change other results."""
+    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 @torch.no_grad()

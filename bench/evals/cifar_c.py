@@ -3,7 +3,6 @@ Generated on the fly (bench.evals.corruptions, seeded per point), or read from t
 CIFAR-10-C / CIFAR-100-C files (converted to grayscale as the clean set) where a user has them."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,6 +12,7 @@ import torch
 from pydantic import AfterValidator, ConfigDict, Field
 from torchvision.transforms.v2 import functional as TF
 
+from bench.data.base import search_roots
 from bench.errors import DataNotFound
 from bench.evals import sanity
 from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
@@ -44,8 +44,7 @@ def find_files(dataset: str, data_root) -> Path | None:
     folder = C_FOLDERS.get(dataset)
     if folder is None:
         return None
-    roots = [Path(data_root)] if data_root else []
-    roots += [Path(os.environ["BENCH_DATA"])] if os.environ.get("BENCH_DATA") else []
+    roots = search_roots(Path(data_root) if data_root else None)  # where the clean dataset is searched
     return next((r / folder for r in roots if (r / folder / "labels.npy").is_file()), None)
 
 

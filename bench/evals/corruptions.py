@@ -125,7 +125,7 @@ def plasma_fractal(n: int, mapsize: int, wibbledecay: float, gen: torch.Generato
 
 
 def _per_image_pil(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
-    out = [torch.from_numpy(np.asarray(fn(Image.fromarray(img), ), dtype=np.uint8).copy())
+    out = [torch.from_numpy(np.asarray(fn(Image.fromarray(img)), dtype=np.uint8).copy())
            for img in (x[:, 0] * 255).round().to(torch.uint8).numpy()]
     return torch.stack(out).unsqueeze(1).float() / 255
 

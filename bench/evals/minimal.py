@@ -17,7 +17,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from bench.evals import sanity
 from bench.evals.attacks import MINIMAL_ATTACKS, Norm, distances, foolbox
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict, sub_seed
+from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict, sub_seed
 
 
 def _known_attack(name: str) -> str:
@@ -121,8 +121,7 @@ class Minimal(Evaluation):
                 ctx.progress.advance(int((rows & ~has_start).sum()))
                 rows &= has_start
             failures = []
-            with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-                torch.manual_seed(sub_seed(self.point_seed(ctx, norm), attack.name))
+            with forked_rng(ctx, sub_seed(self.point_seed(ctx, norm), attack.name)):
                 index = rows.nonzero().squeeze(1)
                 for s in range(0, len(index), ctx.batch_size):
                     b = index[s:s + ctx.batch_size]
