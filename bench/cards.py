@@ -3,6 +3,7 @@ parsed into typed dataclasses and validated on load."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,12 @@ from bench.data import DATASETS
 from bench.errors import CardError, UnknownName
 from bench.models import ARCHITECTURES
 from bench.targets import TargetSpec, validate_target_spec
-from bench.neural import pipeline as _neural_targets  # noqa: F401  (registers the neural and raw targets)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TRAINER_VERSION = 1  # bump when a change of bench/train alters the weights a card produces
+# bump when a change of bench/train alters the weights a card produces (2: stimuli exclude the
+# validation split, held-out stimuli, a shuffle permutation per training seed, no BatchNorm
+# update from probing the taps' channels)
+TRAINER_VERSION = 2
 Pos = Annotated[int, Field(ge=1)]
 NonNeg = Annotated[float, Field(ge=0)]
 _FORBID = ConfigDict(extra="forbid")
@@ -81,9 +84,12 @@ class ModelCard:
     __pydantic_config__ = _FORBID
     arch: str
     dataset: str
-    width: Pos = 64
+    width: Annotated[int, Field(ge=1, le=1024)] = 64
+    # centered: the network maps inputs in [0,1] to 5(x - 0.5) (method.md §3); unit: it takes
+    # them as they are (the follow-up's Fashion-MNIST code)
+    input_scale: Literal["centered", "unit"] = "centered"
     description: str = ""
-    seeds: tuple[int, ...] = (0,)
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
     trainer: TrainerSpec = TrainerSpec()
     regularizer: RegularizerSpec | None = None
     name: str = ""  # the file's stem, set on load
@@ -101,7 +107,7 @@ class ModelCard:
     def card_hash(self) -> str:
         """The training recipe only (a new description or seed list does not retrain), and the
         trainer's version (a change of training code that alters weights does)."""
-        recipe = {f: getattr(self, f) for f in ("arch", "dataset", "width", "trainer", "regularizer")}
+        recipe = {f: getattr(self, f) for f in ("arch", "dataset", "width", "input_scale", "trainer", "regularizer")}
         return content_hash({**recipe, "trainer_version": TRAINER_VERSION})
 
 
@@ -147,15 +153,30 @@ class CompareSpec:
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """Tolerances of ``bench check``: the largest absolute change of a number that is not a
-    regression, per evaluation name (clean, noise-gaussian, pgd-linf, minimal-l2, ...)."""
+    """``bench check``. Evaluation numbers of the reference's committed checkpoints may move by
+    max(absolute, relative x |reference|): the absolute tolerance is looked up by
+    'evaluation/statistic', then statistic, then evaluation name (``tolerances``), else
+    ``default``. The training check trains the suite's seeds and compares per-model means with
+    the spread of ``reference_seeds`` (trained by --update; default: the suite's seeds) at a
+    family-wise false-alarm rate ``false_alarm``."""
 
     __pydantic_config__ = _FORBID
-    default: Annotated[float, Field(ge=0)] = 0.0
-    tolerances: dict[str, Annotated[float, Field(ge=0)]] = field(default_factory=dict)
+    default: Annotated[float, Field(ge=0, le=1)] = 0.0
+    relative: Annotated[float, Field(ge=0, le=1)] = 0.0
+    tolerances: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = field(default_factory=dict)
+    reference_seeds: tuple[int, ...] = ()
+    false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    training_floor: Annotated[float, Field(ge=0, le=1)] = 0.01  # relative: what a zero seed spread still allows
 
-    def tolerance(self, evaluation: str) -> float:
-        return self.tolerances.get(evaluation, self.default)
+    def tolerance(self, evaluation: str, statistic: str, reference: float) -> float:
+        base = statistic.split(":", 1)[0]
+        for key in (f"{evaluation}/{base}", base, evaluation):
+            if key in self.tolerances:
+                absolute = self.tolerances[key]
+                break
+        else:
+            absolute = self.default
+        return max(absolute, self.relative * abs(reference)) if math.isfinite(reference) else absolute
 
 
 @dataclass(frozen=True)
@@ -172,7 +193,7 @@ class SuiteCard:
     models: tuple[str, ...]
     subset: SubsetSpec
     evaluations: tuple[Any, ...]
-    seeds: tuple[int, ...] = (0,)
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
     description: str = ""
     batch_size: Pos = 250
     compare: CompareSpec = CompareSpec()
@@ -199,7 +220,7 @@ def load_suite_card(name: str) -> SuiteCard:
         if not isinstance(table, dict) or not isinstance(table.get("kind"), str):
             raise CardError(f"{where}: '{prefix}' must be a table with a string key 'kind'")
         ev = EVALUATIONS.get(table["kind"], f"{where}: key '{prefix}.kind'")
-        params = parse(ev.Params, {k: v for k, v in table.items() if k != "kind"}, where, prefix)
+        params = parse(ev.Params, ev.prepare({k: v for k, v in table.items() if k != "kind"}), where, prefix)
         for source in ev(params).sources():
             if source not in suite.models:
                 raise CardError(f"{where}: key '{prefix}.source': model {source!r} is not one of the suite's models "
@@ -217,6 +238,9 @@ def load_suite_card(name: str) -> SuiteCard:
                 f"{suite.dataset!r}; use a model card for {suite.dataset!r}"
             )
         cards.append(card)
+    if suite.check.reference_seeds and suite.seeds[0] not in suite.check.reference_seeds:
+        raise CardError(f"{where}: key 'check.reference_seeds' must include the suite's first seed {suite.seeds[0]} "
+                        "(its models are the reference's committed checkpoints)")
     for key in ("baseline", "control"):
         ref = getattr(suite.compare, key)
         if ref and ref not in suite.models:

@@ -2,7 +2,7 @@
 what is finished (epochs, cells) and says how to resume."""
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -29,6 +29,18 @@ Workdir = Annotated[Path, typer.Option(help="Where checkpoints (and by default t
 Store = Annotated[Optional[Path], typer.Option(help="Results database [default: WORKDIR/results.sqlite].")]
 DataRoot = Annotated[Optional[Path], typer.Option(help="Folder with datasets (before $BENCH_DATA).")]
 Reports = Annotated[Path, typer.Option(help="Leaderboards go to REPORTS/SUITE/.")]
+
+
+@app.callback()
+def _global_options(portable: Annotated[bool, typer.Option(
+        "--portable", help="Pin every numeric library to one code path at one thread, so that CPU results are "
+        "bit-identical across x86 machines with AVX2 (slower; BENCH_PORTABLE=baseline for older CPUs). Give it "
+        "first: bench --portable run quick.")] = False) -> None:
+    from bench.numerics import portable_level
+
+    if portable and portable_level() is None:  # only the bench program itself can restart Python with it
+        raise BenchError("--portable: give it to the bench program itself (bench --portable COMMAND ...), or set "
+                         "BENCH_PORTABLE=avx2 before Python starts")
 
 
 def say(text: str) -> None:
@@ -63,10 +75,14 @@ def _store_path(workdir: Path, store: Optional[Path]) -> Path:
     return store if store is not None else workdir / "results.sqlite"
 
 
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="CUDA: deterministic cuBLAS/cuDNN and torch "
+                                             "algorithms (slower). CPU runs are deterministic already.")]
+
+
 @app.command()
 def run(suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml) or a path to a card.")],
         device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
-        data_root: DataRoot = None, reports: Reports = Path("reports")) -> None:
+        data_root: DataRoot = None, reports: Reports = Path("reports"), deterministic: Deterministic = False) -> None:
     """Train what is missing, evaluate what is missing, print and write the leaderboard."""
     from bench.cards import load_suite_card
     from bench.report import build_leaderboard, write_reports
@@ -76,11 +92,12 @@ def run(suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml)
     card = load_suite_card(suite)
     with ResultStore(_store_path(workdir, store)) as db:
         with _display() as display:
-            summary = run_suite(card, db, workdir, device, data_root, lambda: RichProgress(display))
+            summary = run_suite(card, db, workdir, device, data_root, lambda: RichProgress(display),
+                                deterministic=deterministic)
         trained = ", ".join(summary.trained) or "none"
         out.print(f"[bold]{card.name}[/] v{card.version}: trained {trained}; evaluated {summary.evaluated} cells, "
                   f"{summary.skipped} already in the store ({summary.seconds:.0f} s)")
-        board = build_leaderboard(card, db)
+        board = build_leaderboard(card, db, summary.cells)
         dest = write_reports(board, reports)
     _print_board(board, dest)
 
@@ -88,11 +105,13 @@ def run(suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml)
 @app.command()
 def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
            workdir: Workdir = Path(".bench"), store: Store = None, reports: Reports = Path("reports"),
-           format: Annotated[str, typer.Option("--format", help="What to print: text, markdown or latex.")] = "text") -> None:
+           format: Annotated[str, typer.Option("--format", help="What to print: text, markdown or latex.")] = "text",
+           device: Device = "auto") -> None:
     """Re-render a suite's leaderboard from the store (no training, no evaluation)."""
     from bench.cards import load_suite_card
     from bench.report import build_leaderboard, write_reports
     from bench.store import ResultStore
+    from bench.suite import run_suite
 
     if format not in ("text", "markdown", "latex"):
         raise BenchError(f"--format {format!r}: expected text, markdown or latex")
@@ -101,7 +120,8 @@ def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")
     if not path.is_file():
         raise BenchError(f"{path}: no results store here; run 'bench run {card.name}' first or pass --store")
     with ResultStore(path) as db:
-        board = build_leaderboard(card, db)
+        plan = run_suite(card, db, workdir, device, train_missing=False)
+        board = build_leaderboard(card, db, plan.cells)
         dest = write_reports(board, reports)
     if format == "latex":
         say(board.latex())
@@ -114,7 +134,7 @@ def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")
 def _print_board(board, dest: Path) -> None:
     say(board.text_table())
     if len(board.delta_table):
-        say("\npaired comparisons (Δ [95% bootstrap CI], McNemar p):")
+        say("\npaired comparisons (Δ [95% CI over training seeds and images]; no CI with fewer than 3 seeds):")
         say(board.delta_table.to_string(index=False))
     for flag in board.flags:
         out.print(f"[yellow]flag:[/] {flag}")
@@ -126,46 +146,96 @@ def _print_board(board, dest: Path) -> None:
 @app.command()
 def check(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
           against: Annotated[Path, typer.Option(help="Reference JSON, e.g. reports/SUITE/reference.json.")],
-          update: Annotated[bool, typer.Option("--update", help="Rewrite the reference from the current numbers.")] = False,
+          update: Annotated[bool, typer.Option("--update", help="Train the reference seeds, commit one checkpoint per "
+                                               "model beside the reference and rewrite it.")] = False,
           no_run: Annotated[bool, typer.Option("--no-run", help="Only read the store; do not train or evaluate.")] = False,
           device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
-          data_root: DataRoot = None) -> None:
-    """Compare a suite's numbers with a reference within the card's [check] tolerances; exit 1 on a regression."""
+          data_root: DataRoot = None, deterministic: Deterministic = False) -> None:
+    """Check a suite against a reference: the committed checkpoints' evaluation numbers within the
+    card's [check] tolerances, and freshly trained seeds within the reference's seed spread. Exit 1
+    on a regression."""
     from bench.cards import load_suite_card
-    from bench.check import compare, failed, read_reference, write_reference
-    from bench.report.collect import collect
-    from bench.runtime import package_versions
     from bench.store import ResultStore
-    from bench.suite import run_suite
+    from bench.suite.regression import check_against, update_reference
 
     card = load_suite_card(suite)
-    reference = None if update else read_reference(against, card)  # a bad reference fails before any work
-    with ResultStore(_store_path(workdir, store)) as db:
-        if not no_run:
-            with _display() as display:
-                run_suite(card, db, workdir, device, data_root, lambda: RichProgress(display))
-        data = collect(card, db)
-    if data.missing:
-        raise BenchError(f"{len(data.missing)} cells of suite {card.name!r} are not in the store "
-                         f"(first: {data.missing[0]}); run without --no-run")
-    if update:
-        write_reference(card, data.results, against, package_versions())
-        out.print(f"wrote {against} with {len(data.results)} numbers")
-        return
-    changes = compare(reference, data.results, card)
-    moved = [c for c in changes if c.delta != 0 or c.status != "ok"]
-    if moved:
-        rows = [[c.model, c.seed, c.evaluation, "" if c.param is None else f"{c.param:g}", c.statistic,
-                 f"{c.reference:.6g}", f"{c.current:.6g}", f"{c.delta:+.3g}", f"{c.tolerance:g}", c.status] for c in moved]
-        from tabulate import tabulate
-
-        say(tabulate(rows, headers=["model", "seed", "evaluation", "param", "statistic", "reference", "current",
-                                    "delta", "tolerance", "status"]))
-    bad = [c for c in changes if c.status != "ok"]
-    say(f"{card.name}: {len(changes)} numbers checked against {against}; {len(moved) - len(bad)} moved within "
-        f"tolerance, {len(bad)} regressions")
-    if failed(changes):
+    with ResultStore(_store_path(workdir, store)) as db, _display() as display:
+        bar = lambda: RichProgress(display)  # noqa: E731
+        if update:
+            ref = update_reference(card, db, workdir, against, device, data_root, bar, deterministic)
+            out.print(f"wrote {against}: {len(ref.numbers)} evaluation numbers of {len(ref.fixtures)} committed "
+                      f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}")
+            return
+        result = check_against(card, db, workdir, against, device, data_root, bar, not no_run, deterministic)
+    _print_check(card.name, against, result)
+    if result.failed:
         raise typer.Exit(1)
+
+
+def _print_check(name: str, against: Path, result) -> None:
+    from tabulate import tabulate
+
+    moved = [c for c in result.changes if c.delta != 0 or c.status != "ok"]
+    if moved:
+        say(tabulate([[c.model, c.seed, c.evaluation, "" if c.param is None else f"{c.param:g}", c.statistic,
+                       f"{c.reference:.6g}", f"{c.current:.6g}", f"{c.delta:+.3g}", f"{c.tolerance:.3g}", c.status]
+                      for c in moved],
+                     headers=["model", "seed", "evaluation", "param", "statistic", "reference", "current", "delta",
+                              "tolerance", "status"]))
+    bad = [c for c in result.changes if c.status != "ok"]
+    say(f"{name}: evaluation of the committed checkpoints: {len(result.changes)} numbers checked against {against}; "
+        f"{len(moved) - len(bad)} moved within tolerance, {len(bad)} regressions")
+    drifted = [d for d in result.drifts if d.delta != 0 or d.status != "ok"]
+    if drifted:
+        say(tabulate([[d.model, d.column, f"{d.reference_mean:.4g} ± {d.reference_sd:.2g} (k={d.k_reference})",
+                       f"{d.current_mean:.4g} (k={d.k_current})", f"{d.delta:+.3g}", f"{d.allowed:.3g}", d.status]
+                      for d in drifted],
+                     headers=["model", "column", "reference mean ± SD", "current mean", "delta", "allowed", "status"]))
+    bad = [d for d in result.drifts if d.status != "ok"]
+    say(f"{name}: training: {len(result.drifts)} columns (mean over seeds) checked against the reference's seed "
+        f"spread; {len(drifted) - len(bad)} moved within what it allows, {len(bad)} regressions")
+
+
+@app.command()
+def sweep(model: Annotated[str, typer.Argument(help="A regularized model card (name or path).")],
+          alpha: Annotated[list[float], typer.Option("--alpha", help="An alpha of the grid (repeat).")],
+          threshold: Annotated[Optional[list[float]], typer.Option("--threshold", help="A threshold of the grid, for "
+                                                                   "thresholded targets (repeat).")] = None,
+          seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
+          level: Annotated[float, typer.Option(help="The Gaussian noise level of the robustness rule.")] = 0.3,
+          images: Annotated[int, typer.Option(help="Test images the rule is measured on.")] = 1000,
+          device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
+          data_root: DataRoot = None, reports: Reports = Path("reports")) -> None:
+    """Choose alpha (and threshold) by the follow-up's rule: regularized/baseline clean accuracy >= 0.9
+    and robust accuracy ratio > 1 at the noise level, over seeds; writes REPORTS/sweeps/MODEL/."""
+    from bench.cards import load_model_card
+    from bench.store import ResultStore
+    from bench.suite.sweep import choose, run_sweep, write_sweep
+
+    card = load_model_card(model)
+    seed_list = _int_list(seeds, "--seeds")
+    if not 0 < level <= 1:
+        raise BenchError(f"--level {level:g}: expected a noise level in (0, 1]")
+    if any(not 0 < a <= 1e4 for a in alpha):
+        raise BenchError("--alpha: expected values in (0, 10000]")
+    with ResultStore(_store_path(workdir, store)) as db, _display() as display:
+        table, suite = run_sweep(card, alpha, threshold or [None], seed_list, level, images, db, workdir, device,
+                                 data_root, lambda: RichProgress(display))
+    dest = write_sweep(table, card, seed_list, level, images, reports)
+    say(table.to_string(index=False))
+    chosen = choose(table)
+    say(f"chosen: {'none passes the rule' if chosen is None else chosen['model']} (rule: clean ratio >= 0.9 and robust "
+        f"ratio > 1 at Gaussian noise {level:g}, means over seeds {list(seed_list)}); wrote {dest}")
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BenchError(f"{option} {text!r}: expected integers separated by commas, e.g. 0,1,2") from None
+    if not values or len(set(values)) != len(values):
+        raise BenchError(f"{option} {text!r}: expected distinct integers separated by commas, e.g. 0,1,2")
+    return values
 
 
 @app.command()
@@ -200,7 +270,7 @@ def zoo_show(name: str) -> None:
 
 @zoo.command("train")
 def zoo_train(name: str, seed: Annotated[int, typer.Option()] = 0, device: Device = "auto",
-              workdir: Workdir = Path(".bench"), data_root: DataRoot = None) -> None:
+              workdir: Workdir = Path(".bench"), data_root: DataRoot = None, deterministic: Deterministic = False) -> None:
     """Train one model seed (resumes an interrupted run; does nothing if already trained)."""
     from bench.cards import load_model_card
     from bench.train.checkpoint import load_checkpoint
@@ -208,7 +278,7 @@ def zoo_train(name: str, seed: Annotated[int, typer.Option()] = 0, device: Devic
 
     card = load_model_card(name)
     with _display() as display:
-        path = train(card, seed, workdir, device, data_root, RichProgress(display))
+        path = train(card, seed, workdir, device, data_root, RichProgress(display), deterministic=deterministic)
     ckpt = load_checkpoint(path)
     h = ckpt["history"][ckpt["best_epoch"] - 1]
     out.print(f"{path}: best epoch {ckpt['best_epoch']}, val_acc {h['val_acc']:.4f}, checkpoint {ckpt['state_hash']}")
@@ -216,19 +286,23 @@ def zoo_train(name: str, seed: Annotated[int, typer.Option()] = 0, device: Devic
 
 @zoo.command("export")
 def zoo_export(name: str, to: Annotated[Path, typer.Option(help="Destination file.")],
-               seed: Annotated[int, typer.Option()] = 0, workdir: Workdir = Path(".bench")) -> None:
+               seed: Annotated[int, typer.Option()] = 0, workdir: Workdir = Path(".bench"),
+               device: Annotated[str, typer.Option(help="Which training to export: the one made on auto, cpu or "
+                                                   "cuda.")] = "auto") -> None:
     """Copy a trained model's self-contained checkpoint (load it with bench.load_model)."""
     from bench.cards import load_model_card
+    from bench.io import atomic_copy
+    from bench.numerics import training_numerics
+    from bench.runtime import resolve_device
+    from bench.train.checkpoint import load_checkpoint
     from bench.train.trainer import trained_path
 
     card = load_model_card(name)
-    path = trained_path(workdir, card, seed)
+    path = trained_path(workdir, card, seed, training_numerics(resolve_device(device)))
     if path is None:
         raise BenchError(f"{name} seed {seed} is not trained in {workdir}; run 'bench zoo train {name} --seed {seed}'")
-    to.parent.mkdir(parents=True, exist_ok=True)
-    tmp = to.with_name(f".{to.name}.tmp")
-    shutil.copyfile(path, tmp)
-    tmp.replace(to)
+    load_checkpoint(path)  # a corrupt file is an error, not a copy
+    atomic_copy(path, to)
     out.print(f"wrote {to}")
 
 
@@ -241,29 +315,16 @@ def neural_simulate(out: Annotated[Path, typer.Option(help="Folder to write (Sen
                     noise: str = "poisson", mean_rate: float = 0.3,
                     image_dir: Annotated[str, typer.Option(help="Natural images to cut stimuli from.")] = "") -> None:
     """Simulate a V1-like population responding to natural image patches; keeps the ground truth."""
-    import numpy as np
-
     from bench.config import parse
-    from bench.neural.io import write_sensorium
-    from bench.neural.recordings import oracle_variances
-    from bench.neural.simulate import SimulationParams, simulate
+    from bench.neural.pipeline import simulate_to_folder
+    from bench.neural.simulate import SimulationParams
 
     params = parse(SimulationParams, {"seed": seed, "n_neurons": neurons, "n_images": images, "n_oracle": oracle,
                                       "n_repeats": repeats, "noise": noise, "mean_rate": mean_rate,
                                       "image_dir": image_dir}, "command line")
-    if out.exists() and any(out.iterdir()):
-        raise BenchError(f"{out}: exists and is not empty; choose a new folder")
-    rec = simulate(params)
-    tmp = out.with_name(f".{out.name}.tmp")  # written whole, then moved into place
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_sensorium(rec, tmp)
-    (tmp / "simulation.json").write_text(canonical_json(params))
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
-    signal, noise_var = oracle_variances(rec)
+    rec, snr = simulate_to_folder(params, out)
     say(f"wrote {out}: {rec.n_neurons} neurons, {len(rec.images)} images, {len(rec.trial_image)} trials; "
-                f"median oracle signal/noise variance {float(np.median(signal / noise_var)):.2f}")
+        f"median oracle signal/noise variance {snr:.2f}")
 
 
 @neural.command("fit")
@@ -326,7 +387,12 @@ def _print_validation(meta: dict) -> None:
 def main() -> None:
     from typer.exceptions import TyperException  # typer's own (vendored click) usage errors
 
+    from bench.numerics import PORTABLE_VAR, reexec_portable
+
     try:
+        if sys.argv[1:2] == ["--portable"]:
+            os.environ.setdefault(PORTABLE_VAR, "avx2")
+        reexec_portable(sys.argv[1:])  # returns unless the environment has to be completed first
         code = app(standalone_mode=False)  # typer returns typer.Exit's code here instead of raising
     except BenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)

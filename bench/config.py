@@ -49,6 +49,8 @@ def _format_error(exc: ValidationError, where: str, prefix: str) -> str:
         return f"{where}: missing required key '{loc}'"
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         return f"{where}: unknown key '{loc}'; remove it or check its spelling"
+    if kind == "value_error":  # a check of the dataclass itself (__post_init__) or a field validator
+        return f"{where}: key '{loc}': {err['msg'].removeprefix('Value error, ')}"
     expected = _EXPECTED.get(kind)
     got = err.get("input")
     if expected:

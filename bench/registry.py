@@ -1,7 +1,12 @@
 """Name -> factory registries (timm-style), so a new dataset, target or attack is one class
-and one ``@REGISTRY.register("name")`` line."""
+and one ``@REGISTRY.register("name")`` line.
+
+A registry may also list a name lazily, as ``"package.module:attribute"``: the module is imported
+on first use. That keeps plug-ins that live higher up the layers (the neural targets, the
+evaluations with their attack libraries) out of the import graph until a card names them."""
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
 from bench.errors import UnknownName
@@ -9,25 +14,42 @@ from bench.errors import UnknownName
 T = TypeVar("T")
 
 
+class _Lazy(str):
+    """'module:attribute', imported on first use."""
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
-        self._entries: dict[str, T] = {}
+        self._entries: dict[str, T | _Lazy] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            if name in self._entries:
+            known = self._entries.get(name)
+            here = f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
+            if known is not None and not (isinstance(known, _Lazy) and known == here):
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = obj
             return obj
 
         return decorator
 
+    def lazy(self, name: str, target: str) -> None:
+        """List ``name`` as ``module:attribute`` without importing it."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._entries[name] = _Lazy(target)
+
     def get(self, name: str, where: str = "") -> T:
         try:
-            return self._entries[name]
+            entry = self._entries[name]
         except KeyError:
             raise UnknownName(self.kind, name, self.names(), where) from None
+        if isinstance(entry, _Lazy):
+            module, attribute = entry.split(":")
+            entry = getattr(importlib.import_module(module), attribute)
+            self._entries[name] = entry
+        return entry
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -85,6 +85,36 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarr
     return Interval(estimate, float(lo), float(hi))
 
 
+MIN_SEEDS = 3  # fewer training seeds give no interval for a training effect (its variance is unknown)
+
+
+def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                           n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                           min_seeds: int = MIN_SEEDS) -> Interval:
+    """Percentile bootstrap of ``statistic(a, b)`` over both sources of variance: training seeds
+    are resampled (paired: the same seed draws for both models), then images within each drawn
+    seed (the same images for both: common random numbers). a and b are (seeds, images). With
+    fewer than ``min_seeds`` seeds the interval is NaN: the training variance is unknown, and an
+    interval over images alone would pass the noise of one training run off as an effect."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"paired arrays must both be (seeds, images), got {a.shape} and {b.shape}")
+    estimate = float(statistic(a, b))
+    n_seeds, n_images = a.shape
+    if n_seeds < min_seeds:
+        return Interval(estimate, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for chunk in np.array_split(np.arange(n_boot), max(1, n_boot * n_seeds * n_images // 4_000_000)):
+        seeds = rng.integers(0, n_seeds, size=(len(chunk), n_seeds))
+        images = rng.integers(0, n_images, size=(len(chunk), n_seeds, n_images))
+        boots.append(statistic(a[seeds[..., None], images], b[seeds[..., None], images]))
+    boots = np.concatenate(boots)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2]) if np.isfinite(boots).any() else (math.nan, math.nan)
+    return Interval(estimate, float(lo), float(hi))
+
+
 def mean_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean over seeds and images of a - b (accuracy or per-image AUC differences)."""
     return (a - b).mean(axis=(-2, -1))

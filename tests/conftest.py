@@ -72,8 +72,9 @@ steps = 3
 kind = "minimal"
 attacks = ["deepfool", "fmn"]
 norms = ["l2", "linf"]
-steps = 5
 max_images = 16
+deepfool = { steps = 5 }
+fmn = { steps = 5 }
 """
 
 

@@ -13,9 +13,10 @@ from bench.errors import DataNotFound
 from bench.evals import EVALUATIONS, sanity
 from bench.evals.attacks import MINIMAL_ATTACKS, MinimalAttack, distances, foolbox, per_image_epsilon
 from bench.evals.base import EvalContext
-from bench.evals.cifar_c import CIFAR_C, read_corrupted
-from bench.evals.corruptions import CORRUPTIONS, corrupt
+from bench.evals.cifar_c import CIFAR_C, CORRUPTIONS, corrupt
+from bench.evals.corruptions import read_corrupted
 from bench.evals.minimal import Minimal, MinimalParams
+from bench.evals.reporting import Curve, MetricId, ReportSpec
 from bench.report.summary import sanity_flags
 from bench.train.checkpoint import load_model
 from bench.train.trainer import train
@@ -44,17 +45,18 @@ def test_curve_flags_catch_each_failure_and_pass_a_good_curve():
     assert sanity.black_box_flag("x", 0.01, 0.5, 0.02) == [] and "2x on 10.0%" in sanity.black_box_flag("x", 0.1, 0.5, 0.02)[0]
 
 
-def test_report_flags_stored_flags_and_transfer_beating_white_box():
-    rows = [("m", 0, "clean", None, "accuracy", 0.8),
-            ("m", 0, "pgd-linf", 0.0, "accuracy", 0.8), ("m", 0, "pgd-linf", 0.03, "accuracy", 0.5),
-            ("m", 0, "transfer-linf:src", 0.0, "accuracy", 0.8), ("m", 0, "transfer-linf:src", 0.03, "accuracy", 0.3)]
-    df = pd.DataFrame(rows, columns=["model", "seed", "evaluation", "param", "statistic", "value"])
+def test_report_flags_stored_flags_and_a_black_box_curve_beating_its_white_box_curve():
+    rows = [("m", 0, "clean", "", None, "accuracy", 0.8),
+            ("m", 0, "pgd-linf", "", 0.0, "accuracy", 0.8), ("m", 0, "pgd-linf", "", 0.03, "accuracy", 0.5),
+            ("m", 0, "transfer-linf", "src", 0.0, "accuracy", 0.8), ("m", 0, "transfer-linf", "src", 0.03, "accuracy", 0.3)]
+    df = pd.DataFrame(rows, columns=["model", "seed", "metric", "source", "param", "statistic", "value"]).assign(attack="")
     cells = pd.DataFrame([{"model": "m", "seed": 0, "flags": json.dumps(["pgd-linf: something odd"])}])
-    flags = sanity_flags(df, cells)
+    specs = [ReportSpec(curves=(Curve(MetricId("transfer-linf", "src"), "eps", "t", "", whitebox=MetricId("pgd-linf")),))]
+    flags = sanity_flags(df, cells, specs)
     assert flags[0] == "m seed 0: pgd-linf: something odd"
-    assert any("transfer-linf:src at 0.03 (0.3000) beats white-box PGD (0.5000)" in f for f in flags)
-    df.loc[df["evaluation"] == "transfer-linf:src", "value"] = [0.8, 0.49]  # within the 2-point margin
-    assert sanity_flags(df, cells[:0]) == []
+    assert any("transfer-linf:src at 0.03 (0.3000) beats white-box pgd-linf (0.5000)" in f for f in flags)
+    df.loc[df["source"] == "src", "value"] = [0.8, 0.49]  # within the 2-point margin
+    assert sanity_flags(df, cells[:0], specs) == []
 
 
 # ---------------------------------------------------------------- attacks and the ensemble
@@ -89,33 +91,35 @@ class Broken(MinimalAttack):
 def test_ensemble_takes_the_per_image_minimum_and_survives_a_failing_attack(cards, tmp_path, monkeypatch):
     model, x, y = tiny_model_and_images(tmp_path, 24)
     monkeypatch.setitem(MINIMAL_ATTACKS._entries, "broken", Broken)
-    params = MinimalParams(attacks=("pgd", "deepfool", "fmn", "broken", "boundary", "hopskipjump"), steps=10,
-                           search_steps=4, boundary_steps=20, hsj_steps=2, hsj_gradient_evals=10,
-                           curve_epsilons_linf=(0.0, 0.01, 0.05))
+    params = MinimalParams(attacks=("pgd", "deepfool", "fmn", "broken", "boundary", "hopskipjump"),
+                           curve_epsilons_linf=(0.0, 0.01, 0.05),
+                           options={"pgd": {"steps": 10, "search_steps": 4}, "deepfool": {"steps": 10},
+                                    "fmn": {"steps": 10}, "boundary": {"steps": 20},
+                                    "hopskipjump": {"steps": 2, "gradient_evals": 10}})
     ctx = EvalContext(CPU, 3, batch_size=16)
     before = torch.random.get_rng_state()
     out = Minimal(params).run(model, x, y, ctx)
     assert torch.equal(before, torch.random.get_rng_state())  # seeded in a forked RNG
-    ex = {name: v for name, _, v in out.examples if name.startswith("minimal-linf")}
-    best, winner = ex["minimal-linf"], ex["minimal-linf:winner"]
+    ex = {(e.statistic, e.attack): e.values for e in out.examples if e.metric.name == "minimal-linf"}
+    best, winner = ex[("distance", "")], ex[("winner", "")]
     attacks = ["pgd", "deepfool", "fmn", "broken", "hopskipjump"]  # boundary is L2 only
-    own = torch.stack([ex[f"minimal-linf:{a}"] for a in attacks])
+    own = torch.stack([ex[("distance", a)] for a in attacks])
     assert torch.equal(best, own.amin(0))
     clean_wrong = model(x).argmax(1) != y
     assert (best[clean_wrong] == 0).all() and (winner[clean_wrong] == -1).all()
     for i in torch.nonzero(~clean_wrong).squeeze(1):
         assert own[int(winner[i]), i] == best[i]
-    assert torch.isinf(ex["minimal-linf:broken"][~clean_wrong]).all()
+    assert torch.isinf(ex[("distance", "broken")][~clean_wrong]).all()
     assert "ValueError: no starting point" in out.notes["failures broken linf"]
-    m = {(mm.name, mm.param, mm.statistic): mm.value for mm in out.metrics}
-    assert m[("minimal-linf", None, "median")] == pytest.approx(float(np.median(best.numpy())))
-    assert m[("ensemble-linf", 0.01, "accuracy")] == pytest.approx((best > 0.01).double().mean().item())
-    assert m[("ensemble-linf", 0.0, "accuracy")] == pytest.approx((~clean_wrong).double().mean().item())
-    assert m[("minimal-linf", None, "found")] == 1.0 and not any("NaN" in f for f in out.flags)
+    m = {(mm.metric.name, mm.param, mm.statistic, mm.attack): mm.value for mm in out.metrics}
+    assert m[("minimal-linf", None, "median", "")] == pytest.approx(float(np.median(best.numpy())))
+    assert m[("ensemble-linf", 0.01, "accuracy", "")] == pytest.approx((best > 0.01).double().mean().item())
+    assert m[("ensemble-linf", 0.0, "accuracy", "")] == pytest.approx((~clean_wrong).double().mean().item())
+    assert m[("minimal-linf", None, "found", "")] == 1.0 and not any("NaN" in f for f in out.flags)
+    assert m[("minimal-linf", None, "found", "broken")] == (clean_wrong.float().mean().item())
     # every returned distance is the true distance of an image the model misclassifies: re-check one attack
     again = Minimal(params).run(model, x, y, ctx)
-    assert [(a.name, a.param, a.statistic, a.value) for a in again.metrics] == \
-        [(a.name, a.param, a.statistic, a.value) for a in out.metrics]  # bit-identical on CPU
+    assert again.metrics == out.metrics  # bit-identical on CPU
 
 
 class QuantizedInput(torch.nn.Module):
@@ -133,8 +137,9 @@ def test_sanity_flags_catch_a_gradient_masking_model_and_spare_the_plain_one(car
     model, x, y = tiny_model_and_images(tmp_path, 24)
     ctx = EvalContext(CPU, 0, batch_size=24)
     pgd = EVALUATIONS.get("pgd")(EVALUATIONS.get("pgd").Params(norm="linf", epsilons=(0.0, 0.05), steps=10))
-    minimal = Minimal(MinimalParams(attacks=("pgd", "deepfool", "fmn", "boundary"), norms=("l2",), steps=10,
-                                    search_steps=4, boundary_steps=100))
+    minimal = Minimal(MinimalParams(attacks=("pgd", "deepfool", "fmn", "boundary"), norms=("l2",),
+                                    options={"pgd": {"steps": 10, "search_steps": 4}, "deepfool": {"steps": 10},
+                                             "fmn": {"steps": 10}, "boundary": {"steps": 100}}))
     assert pgd.run(model, x, y, ctx).flags == [] and minimal.run(model, x, y, ctx).flags == []
     masked = QuantizedInput(model).eval()
     assert any("sanity epsilon 0.5" in f and "gradient masking" in f for f in pgd.run(masked, x, y, ctx).flags)
@@ -158,11 +163,11 @@ def test_every_cifar_c_corruption_at_both_sizes(size):
     assert sorted(CIFAR_C) == CORRUPTIONS.names()
     for name in CIFAR_C:
         for severity in (1, 5):
-            out = corrupt(x, name, severity, seed=7)
+            out = corrupt(x, name, severity, 7)
             assert out.shape == x.shape and out.dtype == torch.float32, name
             assert out.min() >= 0 and out.max() <= 1, name
             assert torch.equal(out, (out * 255).round() / 255), name  # on the uint8 grid, like the released files
-            assert torch.equal(out, corrupt(x, name, severity, seed=7)), name  # seeded
+            assert torch.equal(out, corrupt(x, name, severity, 7)), name  # seeded
             assert not torch.equal(out, x), name
         mild = (corrupt(x, name, 1, 7) - x).abs().mean()
         harsh = (corrupt(x, name, 5, 7) - x).abs().mean()
@@ -267,13 +272,14 @@ steps = 3
 [[evaluations]]
 kind = "minimal"
 norms = ["l2", "linf"]
-steps = 5
-search_steps = 3
-bb_steps = 5
-boundary_steps = 10
-hsj_steps = 2
-hsj_gradient_evals = 5
 max_images = 6
+pgd = { steps = 5, search_steps = 3 }
+bim = { steps = 5, search_steps = 3 }
+deepfool = { steps = 5 }
+fmn = { steps = 5 }
+brendel-bethge = { steps = 5 }
+boundary = { steps = 10 }
+hopskipjump = { steps = 2, gradient_evals = 5 }
 
 ''' + TRANSFER + '''
 [[evaluations]]

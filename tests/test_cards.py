@@ -54,7 +54,7 @@ def test_suite_card_validates_evaluations_and_models(cards):
     assert [c.name for c in suite.cards] == ["tiny-none", "tiny-pixel"]
     base = (cards / "suites" / "tiny.toml").read_text()
     write(cards, "suites", "bad", base.replace('kind = "pgd"', 'kind = "cw"'))
-    with pytest.raises(BenchError, match=r"evaluations\[2\].kind': unknown evaluation 'cw'; valid names: autoattack, clean, corruptions, minimal, noise, pgd, transfer"):
+    with pytest.raises(BenchError, match=r"evaluations\[2\].kind': unknown evaluation 'cw'; valid names: autoattack, clean, corruptions, minimal, noise, pgd, similarity, transfer"):
         load_suite_card("bad")
     write(cards, "suites", "bad", base.replace('levels = [0.0, 0.05]', 'levels = [0.0, "high"]'))
     with pytest.raises(CardError, match=r"key 'evaluations\[1\].levels\[1\]' must be a number"):

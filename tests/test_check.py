@@ -1,51 +1,184 @@
-"""bench check: a committed reference catches silent changes of the numbers."""
+"""bench check: committed checkpoints catch evaluation changes on any machine, and a statistical
+rule over training seeds catches training changes without failing on another CPU."""
 import json
 import math
+import os
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import bench.evals.noise as noise_module
+import bench.train.similarity as similarity_module
 from bench.cards import load_suite_card
-from bench.check import compare
-from conftest import run_cli
+from bench.check import compare, compare_training, t_quantile
+from bench.errors import BenchError
+from bench.numerics import lower_isa_environment
+from bench.train.checkpoint import load_checkpoint
+from bench.train.regularizer import PairRegularizer
+from conftest import TINY_HEAD, enter, run_cli, write_card_root
+
+# two tiny models that train reliably over seeds (about 55% validation accuracy in 3 s)
+CHECKED_TRAINER = """
+[trainer]
+epochs = 3
+lr_step_epochs = 2
+train_images = 1024
+val_fraction = 0.02
+augment = false
+"""
+CHECKED_CARDS = {
+    "chk-none": TINY_HEAD + CHECKED_TRAINER,
+    "chk-pixel": TINY_HEAD + CHECKED_TRAINER + """
+[regularizer]
+alpha = 1.0
+pairs_per_step = 8
+
+[regularizer.target]
+kind = "pixel-threshold"
+stimuli = "fmnist-mini"
+n_stimuli = 64
+heldout = 64
+threshold = 0.8
+""",
+}
+CHECKED_SUITE = """
+version = 1
+dataset = "fmnist-mini"
+models = ["chk-none", "chk-pixel"]
+seeds = [0, 1, 2]
+batch_size = 96
+
+[subset]
+size = 192
+seed = 0
+
+[[evaluations]]
+kind = "noise"
+noise = "gaussian"
+levels = [0.0, 0.1, 0.2, 0.3, 0.4]
+
+[[evaluations]]
+kind = "pgd"
+norm = "linf"
+epsilons = [0.0, 0.02]
+steps = 3
+max_images = 64
+
+[[evaluations]]
+kind = "minimal"
+attacks = ["fmn"]
+norms = ["linf"]
+max_images = 16
+fmn = { steps = 5 }
+
+[[evaluations]]
+kind = "similarity"
+
+[check]
+default = 0.006
+relative = 0.01
+tolerances = { "minimal-linf" = 0.0001, "ensemble-linf" = 0.07, "found" = 0.07, "wins" = 0.2 }
+reference_seeds = [0, 1, 2, 3, 4, 5]
+"""
+
+
+def write_checked_root(root):
+    write_card_root(root, CHECKED_SUITE)
+    for name, text in CHECKED_CARDS.items():
+        (root / "models" / f"{name}.toml").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A reference written once for the module (6 seeds x 2 tiny models)."""
+    root = write_checked_root(tmp_path_factory.mktemp("check"))
+    with pytest.MonkeyPatch.context() as mp:
+        enter(root, mp)
+        mp.setenv("BENCH_NO_DOWNLOAD", "1")
+        ref = root / "reports" / "tiny" / "reference.json"
+        code, out, err = run_cli("check", "tiny", "--against", str(ref), "--update", "--device", "cpu")
+        assert code == 0 and "wrote" in out, err
+    return root, ref
+
+
+@pytest.fixture
+def checked(reference, monkeypatch):
+    root, ref = reference
+    enter(root, monkeypatch)
+    return root, ref
+
 
 pytestmark = pytest.mark.slow
 
 
-def test_update_then_check_passes_and_a_changed_noise_clamp_fails(cards, monkeypatch):
-    ref = cards / "reports" / "tiny" / "reference.json"
-    code, out, err = run_cli("check", "tiny", "--against", str(ref), "--update", "--device", "cpu")
-    assert code == 0 and "wrote" in out, err
+def test_update_commits_checkpoints_and_the_same_machine_passes(checked):
+    root, ref = checked
     doc = json.loads(ref.read_text())
-    assert doc["suite"] == "tiny" and len(doc["numbers"]) > 20 and "torch" in doc["packages"]
+    assert doc["format_version"] == 2 and doc["suite"] == "tiny" and doc["training"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    fixtures = doc["evaluation"]["fixtures"]
+    assert [(f["model"], f["seed"]) for f in fixtures] == [("chk-none", 0), ("chk-pixel", 0)]
+    assert all((ref.parent / f["file"]).is_file() for f in fixtures)
+    assert len(doc["evaluation"]["numbers"]) > 20 and all(n["seed"] == 0 for n in doc["evaluation"]["numbers"])
+    columns = {(c["model"], c["column"]) for c in doc["training"]["columns"]}
+    assert ("chk-pixel", "train sim (last epoch)") in columns and ("chk-none", "noise-gaussian AUC") in columns
+    assert all(len(c["values"]) == 6 for c in doc["training"]["columns"])
+    assert "cpu_capability" in doc["written"] and "torch" in doc["written"]["packages"]
 
-    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--no-run")
-    assert code == 0 and "0 regressions" in out
+    code, out, err = run_cli("check", "tiny", "--against", str(ref), "--no-run")
+    assert code == 0, out + err
+    assert "0 regressions" in out and "evaluation of the committed checkpoints" in out and "training:" in out
 
-    # the same models re-evaluated into a fresh store with the clamp dropped from Gaussian noise
-    # (a [0,1] clamp would hardly differ here: 93% of Fashion-MNIST images span the full range)
+
+def test_a_stronger_noise_fails_the_evaluation_check_of_the_committed_checkpoints(checked, monkeypatch):
+    root, ref = checked
     original = noise_module.add_noise
 
-    def unclamped(x, kind, level, gen):
-        if kind == "gaussian":
-            return x + level * torch.randn(x.shape, generator=gen)
-        return original(x, kind, level, gen)
+    def stronger(x, kind, level, rng):  # the deliberate change: Gaussian noise 10% stronger, no version bump
+        return original(x, kind, level * 1.1 if kind == "gaussian" else level, rng)
 
-    monkeypatch.setattr(noise_module, "add_noise", unclamped)
-    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(cards / "other.sqlite"), "--device", "cpu")
+    monkeypatch.setattr(noise_module, "add_noise", stronger)
+    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(root / "stronger.sqlite"),
+                           "--device", "cpu")
     assert code == 1
-    assert "REGRESSION" in out and "noise-gaussian" in out
-    assert "clean" not in [line.split()[2] for line in out.splitlines() if "REGRESSION" in line]
+    regressed = [line.split() for line in out.splitlines() if line.endswith("REGRESSION") and line.split()[1] == "0"]
+    assert regressed and {r[2] for r in regressed} == {"noise-gaussian"}
 
 
-def test_reference_errors_exit_2(cards):
-    code, _, err = run_cli("check", "tiny", "--against", str(cards / "none.json"), "--no-run")
-    assert code == 2 and "--update" in err
-    (cards / "bad.json").write_text(json.dumps({"format": "neuroreg-bench/reference", "suite": "tiny", "suite_version": 9, "numbers": []}))
-    code, _, err = run_cli("check", "tiny", "--against", str(cards / "bad.json"), "--no-run")
-    assert code == 2 and "tiny v9" in err
+def test_a_flipped_loss_convention_fails_the_training_check_only(checked, monkeypatch, tmp_path):
+    """'code' computed as 'paper' (the similarity term 4x weaker): the committed checkpoints
+    still evaluate the same, the retrained regularized model does not train the same."""
+    root, ref = checked
+    monkeypatch.setitem(similarity_module.ATANH_SCALE, "code", 1.0)
+    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(tmp_path / "s.sqlite"),
+                           "--workdir", str(tmp_path / "w"), "--device", "cpu")
+    assert code == 1
+    assert "evaluation of the committed checkpoints" in out and ", 0 regressions" in out.split("training:")[0]
+    training = [line for line in out.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
+    assert any("chk-pixel" in line and "train sim" in line for line in training)
+    assert not any(line.startswith("chk-none") for line in training)
+
+
+def test_a_tenfold_weaker_alpha_fails_the_training_check(checked, monkeypatch, tmp_path):
+    """The similarity term scaled by 0.1 where it enters the loss (the logged similarity loss
+    itself unscaled): only the retrained regularized model can show it."""
+    root, ref = checked
+    original = PairRegularizer.loss
+
+    def weaker(self, model):
+        term, sim = original(self, model)
+        return 0.1 * term, sim
+
+    monkeypatch.setattr(PairRegularizer, "loss", weaker)
+    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(tmp_path / "s.sqlite"),
+                           "--workdir", str(tmp_path / "w"), "--device", "cpu")
+    assert code == 1
+    training = [line for line in out.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
+    assert any(line.startswith("chk-pixel") for line in training)
+    assert not any(line.startswith("chk-none") for line in training)
 
 
 def test_compare_statuses(cards):
@@ -59,3 +192,89 @@ def test_compare_statuses(cards):
     assert status["clean"][0] == "REGRESSION" and status["clean"][1] == pytest.approx(0.02)
     assert status["minimal-l2"] == ("ok", 0.0)  # inf == inf
     assert status["gone"][0] == "MISSING" and status["new"][0] == "NEW"
+
+
+def test_training_rule_allows_the_seed_spread_and_no_more():
+    rng = np.random.default_rng(0)
+    ref = [{"model": "m", "column": "clean", "values": list(0.80 + 0.01 * rng.standard_normal(8))},
+           {"model": "m", "column": "flat", "values": [0.5] * 8}]
+    mean, sd = np.mean(ref[0]["values"]), np.std(ref[0]["values"], ddof=1)
+    t = t_quantile(2, 8, 0.01)
+    assert t == pytest.approx(4.029, abs=0.01)  # Student t, df 7, two-sided 0.01 / 2 columns
+    allowed = t * sd * math.sqrt(1 / 4 + 1 / 8) + 0.01 * mean
+
+    def check(clean: float, flat: float):
+        cur = pd.DataFrame([{"model": "m", "column": "clean", "value": clean}] * 4
+                           + [{"model": "m", "column": "flat", "value": flat}] * 4)
+        return {d.column: d for d in compare_training(ref, cur, 0.01, 0.01)}
+
+    ok = check(mean + 0.9 * allowed, 0.5 + 0.004)
+    assert ok["clean"].status == "ok" and ok["clean"].allowed == pytest.approx(allowed)
+    assert ok["flat"].status == "ok"  # a zero spread still allows the 1% floor
+    bad = check(mean - 1.1 * allowed, 0.5 * 1.02)
+    assert bad["clean"].status == "REGRESSION" and bad["flat"].status == "REGRESSION"
+    with pytest.raises(BenchError, match="at least 3 reference seeds"):
+        t_quantile(5, 2, 0.01)
+
+
+def test_reference_errors_exit_2(cards):
+    code, _, err = run_cli("check", "tiny", "--against", str(cards / "none.json"), "--no-run")
+    assert code == 2 and "--update" in err
+    (cards / "v1.json").write_text(json.dumps({"format": "neuroreg-bench/reference", "suite": "tiny", "suite_version": 1,
+                                               "numbers": []}))
+    code, _, err = run_cli("check", "tiny", "--against", str(cards / "v1.json"), "--no-run")
+    assert code == 2 and "reference format 1" in err and "--update" in err
+    (cards / "bad.json").write_text(json.dumps({"format": "neuroreg-bench/reference", "format_version": 2,
+                                                "suite": "tiny", "suite_version": 9}))
+    code, _, err = run_cli("check", "tiny", "--against", str(cards / "bad.json"), "--no-run")
+    assert code == 2 and "tiny v9" in err
+
+
+def test_a_missing_or_replaced_committed_checkpoint_is_an_error(checked, tmp_path):
+    root, ref = checked
+    copy = tmp_path / "reference.json"
+    copy.write_text(ref.read_text())
+    code, _, err = run_cli("check", "tiny", "--against", str(copy), "--no-run")
+    assert code == 2 and "checkpoint of chk-none seed 0 is missing" in err
+    (tmp_path / "checkpoints").mkdir()
+    for f in json.loads(ref.read_text())["evaluation"]["fixtures"]:
+        (tmp_path / f["file"]).write_bytes((ref.parent / "checkpoints" / "chk-pixel-seed0.pt").read_bytes())
+    code, _, err = run_cli("check", "tiny", "--against", str(copy), "--no-run")
+    assert code == 2 and "not the ones the reference was written from" in err
+
+
+STRONGER_NOISE = """
+import bench.evals.noise as noise
+_add = noise.add_noise
+noise.add_noise = lambda x, kind, level, rng: _add(x, kind, level * 1.1 if kind == "gaussian" else level, rng)
+"""
+
+
+def _bench_elsewhere(root, args: list[str], env: dict, patch: str = "") -> subprocess.CompletedProcess:
+    """``bench ARGS`` in a fresh Python whose kernels run as on another CPU."""
+    code = f"{patch}\nimport sys\nfrom bench.cli import main\nsys.argv = ['bench', *{args!r}]\nmain()\n"
+    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "BENCH_CARDS": str(root), "BENCH_NO_DOWNLOAD": "1", **env})
+
+
+def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked, tmp_path):
+    """The instruction set capped below this CPU's stands in for a machine with another CPU."""
+    root, ref = checked
+    capped = lower_isa_environment()
+    if not capped:
+        pytest.skip("this CPU has no lower instruction set to stand in for another machine")
+    args = ["check", "tiny", "--against", str(ref), "--workdir", str(tmp_path / "w"), "--device", "cpu"]
+    ok = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "a.sqlite")], capped)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "0 regressions" in ok.stdout.split("training:")[0] and ", 0 regressions" in ok.stdout.split("training:")[1]
+    # the other machine really computes differently: its trainings are not bit-identical to ours
+    def weights(workdir):
+        return {p.parent.parent.name + p.parent.name: load_checkpoint(p)["state_hash"] for p in workdir.rglob("model.pt")}
+
+    ours, theirs = weights(root / ".bench"), weights(tmp_path / "w")
+    assert set(theirs) <= set(ours) and any(ours[k] != theirs[k] for k in theirs)
+
+    bad = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "b.sqlite")], capped, STRONGER_NOISE)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    regressed = [line.split() for line in bad.stdout.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
+    assert regressed and {r[2] for r in regressed} == {"noise-gaussian"}

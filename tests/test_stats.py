@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import (curve_auc, mcnemar, mean_difference, mean_sem, median_shift, paired_bootstrap,
+from bench.stats import (curve_auc, hierarchical_bootstrap, mcnemar, mean_difference, mean_sem, median_shift,
+                         paired_bootstrap,
                          per_image_auc, ranks)
 
 
@@ -70,3 +71,32 @@ def test_median_shift_tolerates_not_found():
 def test_ranks_with_ties_and_direction():
     assert ranks([0.9, 0.8, 0.9, float("nan")]) == [1, 3, 1, 4]
     assert ranks([0.3, 0.1, 0.2], higher_is_better=False) == [3, 1, 2]
+
+
+def test_hierarchical_bootstrap_sees_the_seed_variance_an_image_bootstrap_hides():
+    """Synthetic: no true difference between the training procedures, but each training seed
+    shifts a model's accuracy by a lot (seed variance dominates). The image-only interval
+    excludes 0 (a false finding); the seed-and-image interval does not."""
+    rng = np.random.default_rng(0)
+    images = rng.random(1000) < 0.7
+    def model(shift):  # per-image correctness of one trained model: the shared images, moved by its seed
+        return (rng.random(1000) < np.clip(0.7 + shift, 0, 1)) | (images & (rng.random(1000) < 0.3))
+    a = np.stack([model(s) for s in (0.10, -0.05, 0.12, -0.06, 0.08)]).astype(float)  # seed draws of one procedure
+    b = np.stack([model(s) for s in (-0.10, 0.05, -0.13, 0.06, -0.07)]).astype(float)  # and of the other
+    old = paired_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)
+    new = hierarchical_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)
+    assert old.estimate == new.estimate
+    assert not (old.low <= 0 <= old.high)  # the old interval claims an effect
+    assert new.low <= 0 <= new.high and (new.high - new.low) > 3 * (old.high - old.low)
+    assert new == hierarchical_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)  # seeded
+
+
+def test_hierarchical_bootstrap_needs_three_seeds_and_covers_a_real_effect():
+    rng = np.random.default_rng(1)
+    b = rng.random((2, 300))
+    ci = hierarchical_bootstrap(b + 0.1, b, mean_difference, n_boot=200)
+    assert ci.estimate == pytest.approx(0.1) and math.isnan(ci.low) and math.isnan(ci.high)
+    b = rng.random((6, 300))
+    a = b + 0.1 + rng.normal(0, 0.01, (6, 1)) + rng.normal(0, 0.05, (6, 300))
+    ci = hierarchical_bootstrap(a, b, mean_difference, n_boot=500)
+    assert ci.low < 0.1 < ci.high and ci.low > 0.05

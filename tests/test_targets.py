@@ -93,3 +93,63 @@ def test_pair_sampler_visits_every_pair_once_per_pass_and_resumes_exactly():
     with pytest.raises(ValueError):
         PairSampler(3, 4, seed=0)
     assert n_pairs(6) == 15
+
+
+def test_validation_images_are_never_stimuli_and_held_out_stimuli_are_disjoint_from_training_ones():
+    """The defect of the first version: stimuli and the validation split came from one seeded
+    permutation, so every validation image of the quick cards was a regularizer input."""
+    from bench.cards import load_model_card
+    from bench.data import load_dataset, train_val_split
+    from bench.targets.pixel import stimulus_indices
+    from bench.train.regularizer import card_target
+
+    for name in ("quick-pixel-threshold", "quick-shuffle", "ci-pixel-threshold"):
+        card = load_model_card(name)
+        ds = load_dataset(card.dataset)
+        _, val = train_val_split(len(ds.train_y), card.trainer.val_fraction, card.trainer.split_seed)
+        params, spec = card.regularizer.target.params, card.regularizer.target
+        idx = stimulus_indices(len(ds.train_y), params.n_stimuli + spec.heldout, spec.seed, val)
+        assert not set(idx.tolist()) & set(val.tolist())
+        assert len(set(stimulus_indices(len(ds.train_y), params.n_stimuli + spec.heldout, spec.seed).tolist())
+                   & set(val.tolist())) > 0  # without the exclusion they would overlap
+        target = card_target(card, seed=0)
+        assert torch.equal(target.images, ds.train_x[idx].float() / 255)
+        assert target.training_stimuli == params.n_stimuli and len(target.heldout_indices()) == spec.heldout
+
+
+def test_a_shuffle_control_draws_its_own_permutation_per_training_seed_and_reports_what_it_changed():
+    from bench.cards import load_model_card
+    from bench.train.regularizer import card_target
+
+    card = load_model_card("quick-shuffle")
+    a, b = card_target(card, seed=0), card_target(card, seed=1)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.perm, b.perm)
+    assert 0 < a.description["pairs_changed"] < 0.2  # a mostly-zero thresholded target: few pairs change
+    assert card_target(load_model_card("quick-none"), seed=0) is None
+
+
+def test_similarity_evaluation_scores_a_matching_representation_high_and_a_shuffled_one_low():
+    from bench.evals.base import EvalContext
+    from bench.evals.similarity import Similarity, SimilarityParams, Targets
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(60, 1, 8, 8, generator=gen)
+    images[:, :, :4] += torch.rand(60, 1, 1, 1, generator=gen)  # shared structure to be similar about
+    target = CosineTarget(images.clamp(0, 1), unit_rows(images.clamp(0, 1).flatten(1)), {"kind": "pixel"})
+    target.n_train = 30
+    shuffled = ShuffledIds(target, seed=3)
+    shuffled.n_train = 30
+
+    class PixelModel(torch.nn.Module):  # its one 'tap' is the image itself
+        def features(self, x):
+            return [x]
+
+    def score(t):
+        resources = {"targets": Targets(lambda name: t, "m", [], ["pixels"])}
+        out = Similarity(SimilarityParams()).run(PixelModel(), images[:1], torch.zeros(1, dtype=torch.long),
+                                                 EvalContext(torch.device("cpu"), 0, resources=resources))
+        return {m.param: m.value for m in out.metrics}
+
+    matched, mismatched = score(target), score(shuffled)
+    assert matched[None] > 0.95 and matched[0.0] == matched[None]  # one tap: the mix is that tap
+    assert abs(mismatched[None]) < 0.3

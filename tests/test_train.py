@@ -3,6 +3,7 @@ import torch
 
 from bench.cards import load_model_card
 from bench.train.checkpoint import load_checkpoint, load_train_state
+from bench.numerics import Numerics
 from bench.train.trainer import model_dir, train
 
 
@@ -46,7 +47,7 @@ def test_interrupted_training_resumes_to_the_same_weights(cards, tmp_path, name)
 
     with pytest.raises(Interrupt):
         train(card, 0, tmp_path / "resumed", "cpu", on_epoch_end=stop_after_first)
-    folder = model_dir(tmp_path / "resumed", card, 0)
+    folder = model_dir(tmp_path / "resumed", card, 0, Numerics("cpu", "fp32"))
     assert not (folder / "model.pt").exists()
     assert load_train_state(folder / "state.pt")["epoch"] == 1
     resumed = load_checkpoint(train(card, 0, tmp_path / "resumed", "cpu"))

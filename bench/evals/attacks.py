@@ -4,17 +4,25 @@ checks them itself (the model's prediction, the true distance), so no attack is 
 
 An attack sees the ensemble's running best per image: bisection attacks search only below it
 and stop on an image as soon as they cannot reach it (early stopping), decision-based and
-Brendel-Bethge attacks start from it (they need an adversarial starting point)."""
+Brendel-Bethge attacks start from it (they need an adversarial starting point).
+
+Each attack owns its parameters (a typed ``Params`` dataclass, Foolbox style), set in a suite
+card as a table named by the attack: ``[evaluations.boundary] steps = 200``."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+from pydantic import ConfigDict, Field
 
 from bench.registry import Registry
 
 Norm = Literal["linf", "l2"]
+Steps = Annotated[int, Field(ge=1, le=1_000_000)]
+Positive = Annotated[float, Field(gt=0, le=1e3)]
+_FORBID = ConfigDict(extra="forbid")
 
 
 def foolbox():
@@ -31,8 +39,15 @@ def distances(x: torch.Tensor, adv: torch.Tensor, norm: Norm) -> torch.Tensor:
     return d.abs().amax(dim=1) if norm == "linf" else d.norm(dim=1)
 
 
+@dataclass(frozen=True)
+class StepsParams:
+    __pydantic_config__ = _FORBID
+    steps: Steps = 50
+
+
 class MinimalAttack(ABC):
     name: ClassVar[str]
+    Params: ClassVar[type] = StepsParams
     norms: ClassVar[tuple[Norm, ...]] = ("l2", "linf")
     access: ClassVar[Literal["white-box", "black-box"]] = "white-box"
     needs_start: ClassVar[bool] = False  # needs an adversarial starting point per image
@@ -88,14 +103,22 @@ class DeepFool(Minimization):
         return {"steps": self.params.steps}
 
 
+@dataclass(frozen=True)
+class FMNParams(StepsParams):
+    # Foolbox's default max_stepsize 1.0 is far too coarse for L2 at [0,1] scale on 28x28/32x32
+    # images: the estimate then stops improving with more steps
+    max_stepsize_l2: Positive = 0.1
+    max_stepsize_linf: Positive = 1.0
+
+
 @register("fmn")
 class FMN(Minimization):
-    # Foolbox's default max_stepsize 1.0 is far too coarse for L2 at [0,1] scale on 28x28/32x32
-    # images: the estimate then stops improving with more steps (params.fmn_max_stepsize_l2).
+    Params = FMNParams
     classes = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack"}
 
     def options(self):
-        return {"steps": self.params.steps, "max_stepsize": getattr(self.params, f"fmn_max_stepsize_{self.norm}")}
+        p = self.params
+        return {"steps": p.steps, "max_stepsize": p.max_stepsize_l2 if self.norm == "l2" else p.max_stepsize_linf}
 
 
 def per_image_epsilon(cls):
@@ -123,11 +146,18 @@ def per_image_epsilon(cls):
     return PerImage
 
 
+@dataclass(frozen=True)
+class BisectionParams(StepsParams):
+    search_steps: Annotated[int, Field(ge=0, le=100)] = 10  # bisection steps below the running best
+    rel_stepsize: Positive = 0.1  # step = rel_stepsize * epsilon
+
+
 class Bisection(MinimalAttack):
     """Smallest epsilon at which a fixed-epsilon attack succeeds, by bisection per image in
     [0, running best]. Probes the running best first and gives up on an image where that fails:
-    the attack cannot improve on the ensemble there."""
+    the attack cannot improve on the ensemble there. ``steps``: iterations of each probe."""
 
+    Params = BisectionParams
     classes: ClassVar[dict[str, str]]
     random_start: ClassVar[bool]
 
@@ -184,38 +214,54 @@ class Refinement(Minimization):
     """Attacks that walk from an adversarial starting point towards the decision boundary."""
 
     needs_start = True
-    steps_param: ClassVar[str]
 
     def describe(self) -> str:
-        return f"{self.name} ({getattr(self.params, self.steps_param)} steps, from the running best)"
+        return f"{self.name} ({self.params.steps} steps, from the running best)"
+
+
+@dataclass(frozen=True)
+class BrendelBethgeParams(StepsParams):
+    steps: Steps = 200
+    binary_search_steps: Annotated[int, Field(ge=1, le=100)] = 10
 
 
 @register("brendel-bethge")
 class BrendelBethge(Refinement):
+    Params = BrendelBethgeParams
     classes = {"l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}
-    steps_param = "bb_steps"
 
     def options(self):
-        return {"steps": self.params.bb_steps, "binary_search_steps": 10}
+        return {"steps": self.params.steps, "binary_search_steps": self.params.binary_search_steps}
+
+
+@dataclass(frozen=True)
+class BoundaryParams(StepsParams):
+    steps: Steps = 1000
 
 
 @register("boundary")
 class Boundary(Refinement):
+    Params = BoundaryParams
     classes = {"l2": "BoundaryAttack"}
     norms = ("l2",)
     access = "black-box"
-    steps_param = "boundary_steps"
 
     def options(self):
-        return {"steps": self.params.boundary_steps}
+        return {"steps": self.params.steps}
+
+
+@dataclass(frozen=True)
+class HopSkipJumpParams(StepsParams):
+    steps: Steps = 20
+    gradient_evals: Annotated[int, Field(ge=1, le=100_000)] = 100  # initial; at most 10x this per step
 
 
 @register("hopskipjump")
 class HopSkipJump(Refinement):
+    Params = HopSkipJumpParams
     classes = {"l2": "HopSkipJumpAttack", "linf": "HopSkipJumpAttack"}
     access = "black-box"
-    steps_param = "hsj_steps"
 
     def options(self):
-        return {"steps": self.params.hsj_steps, "initial_gradient_eval_steps": self.params.hsj_gradient_evals,
-                "max_gradient_eval_steps": self.params.hsj_gradient_evals * 10, "constraint": self.norm}
+        return {"steps": self.params.steps, "initial_gradient_eval_steps": self.params.gradient_evals,
+                "max_gradient_eval_steps": self.params.gradient_evals * 10, "constraint": self.norm}

@@ -13,7 +13,8 @@ from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
 from bench.evals.attacks import distances
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
+from bench.evals.base import EvalContext, EvalOutput, Evaluation, forked_rng, predict
+from bench.evals.reporting import Curve, MetricId, ReportSpec
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 
@@ -22,7 +23,7 @@ AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 class AutoAttackParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     norm: Literal["linf", "l2"]
-    epsilons: tuple[Annotated[float, Field(ge=0)], ...]
+    epsilons: Annotated[tuple[Annotated[float, Field(ge=0, le=1e3)], ...], Field(min_length=1)]
     version: Literal["standard", "custom"] = "standard"
     attacks: tuple[AttackName, ...] = ()  # only with version = "custom"
     max_images: Annotated[int, Field(ge=0)] = 0
@@ -41,11 +42,24 @@ class _Captured(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-@EVALUATIONS.register("autoattack")
 class AutoAttackEval(Evaluation):
     Params = AutoAttackParams
     kind = "autoattack"
     grid = "epsilons"
+    version = 2  # 2: seeds common to all models
+
+    @property
+    def metric(self) -> MetricId:
+        return MetricId(f"autoattack-{self.params.norm}")
+
+    @property
+    def stream(self) -> str:
+        return self.metric.name
+
+    def report(self) -> ReportSpec:
+        return ReportSpec(curves=(Curve(self.metric, f"{self.params.norm} epsilon ([0,1] scale)", "autoattack",
+                                        "AutoAttack robust accuracy (clean errors count), mean ± SEM over seeds",
+                                        headline=True, robustbench="autoattack" if self.params.norm == "linf" else ""),))
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons)
@@ -53,17 +67,16 @@ class AutoAttackEval(Evaluation):
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         from pyautoattack import AutoAttack
 
-        p, name = self.params, f"autoattack-{self.params.norm}"
+        p, name = self.params, self.metric.label
         attacks = list(p.attacks) if p.version == "custom" else None
         out = EvalOutput(notes={"attack": f"pyautoattack {p.version}" + (f" {attacks}" if attacks else ""),
                                 "semantics": "clean errors count as failures; images checked to lie within epsilon"})
         logger, captured = logging.getLogger("auto-attack"), _Captured()
         logger.addHandler(captured)
-        points = []
         try:
             for eps in p.epsilons:
                 if eps == 0:
-                    robust = (predict(model, x, ctx) == y).float()
+                    robust = ctx.clean_correct(model, x, y)
                 else:
                     seed = self.point_seed(ctx, eps) % 2**31
                     with forked_rng(ctx):  # AutoAttack re-seeds the global RNG itself
@@ -74,14 +87,12 @@ class AutoAttackEval(Evaluation):
                     adv = adv.detach().cpu()
                     if not bool((distances(x, adv, p.norm) <= eps * (1 + 1e-5) + 1e-6).all()):
                         raise RuntimeError(f"{name}: AutoAttack returned images outside epsilon {eps}")
-                    robust = (predict(model, adv, ctx) == y).float()
+                    robust = predict(model, adv, ctx) == y
                 ctx.progress.advance(len(y))
-                points.append((eps, robust.double().mean().item()))
-                out.metrics.append(Metric(name, eps, "accuracy", points[-1][1]))
-                out.examples.append((name, eps, robust))
+                out.accuracy(self.metric, eps, robust)
         finally:
             logger.removeHandler(captured)
-        clean = (predict(model, x, ctx) == y).double().mean().item()
-        out.flags += sanity.accuracy_curve_flags(name, points, clean)
+        clean = ctx.clean_correct(model, x, y).double().mean().item()
+        out.flags += sanity.accuracy_curve_flags(name, out.points(self.metric), clean)
         out.flags += [f"{name}: AutoAttack check: {m}" for m in dict.fromkeys(captured.messages)]
         return out

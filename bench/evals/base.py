@@ -1,52 +1,113 @@
 """The evaluation interface. An evaluation is a pure function of (model, images, labels,
-parameters, seed): the runner owns I/O and the store."""
+parameters, seed): the runner owns I/O and the store. Each evaluation also declares how its
+numbers are reported (``report``), so the report code never needs to know it by name."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from bench.config import as_dict
+from bench.evals.reporting import MetricId, ReportSpec
 from bench.registry import Registry
 from bench.runtime import Progress, Silent
+from bench.seeds import sub_seed
 
 
 @dataclass(frozen=True)
 class Metric:
-    name: str  # e.g. 'noise-gaussian', 'pgd-linf', 'minimal-l2'
+    metric: MetricId
     param: float | None  # the level or epsilon; None where there is none
-    statistic: str  # 'accuracy', 'median', 'found', ...
+    statistic: str  # 'accuracy', 'median', 'found', 'wins', ...
     value: float
+    attack: str = ""  # the ensemble attack a per-attack statistic belongs to
+
+
+@dataclass(frozen=True)
+class Example:
+    """Per-image values behind a statistic: 1/0 correctness ('accuracy'), a distance
+    ('distance'), the winning attack ('winner'), a per-image mean ('mean accuracy')."""
+
+    metric: MetricId
+    param: float | None
+    statistic: str
+    values: torch.Tensor
+    attack: str = ""
 
 
 @dataclass
 class EvalOutput:
     metrics: list[Metric] = field(default_factory=list)
-    # per-image outcomes: (metric, param, values); 1/0 correctness or a distance
-    examples: list[tuple[str, float | None, torch.Tensor]] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # how it was measured, shown in reports
     flags: list[str] = field(default_factory=list)  # failed sanity checks, stored beside the numbers
+
+    def accuracy(self, metric: MetricId, param: float | None, correct: torch.Tensor) -> float:
+        """One accuracy point: its number and its per-image correctness; returns the accuracy."""
+        value = correct.double().mean().item()
+        self.metrics.append(Metric(metric, param, "accuracy", value))
+        self.examples.append(Example(metric, param, "accuracy", correct.float()))
+        return value
+
+    def points(self, metric: MetricId) -> list[tuple[float, float]]:
+        """(param, accuracy) of a curve, in the order they were added."""
+        return [(m.param, m.value) for m in self.metrics if m.metric == metric and m.statistic == "accuracy"]
 
 
 @dataclass
 class EvalContext:
+    """What every evaluation gets. What only some need (files aligned with the test set, the
+    suite's other models) is a resource the evaluation declares in ``needs``."""
+
     device: torch.device
-    seed: int  # the seed of (model, training seed, evaluation kind)
+    seed: int  # the suite's seed for perturbation draws: the same for every model and training seed
     batch_size: int = 250
     progress: Progress = field(default_factory=Silent)
-    # where the images come from, for evaluations that read files aligned with the test set
-    dataset: str = ""
     indices: torch.Tensor | None = None  # test-set index of each evaluation image
-    data_root: Any = None
-    training_seed: int = 0
-    # other models of the suite (name -> model of the same training seed), for transfer
-    models: Any = None
-    cache: dict = field(default_factory=dict)  # shared by the cells of one run (crafted images)
+    predictions: torch.Tensor | None = None  # the model's clean predictions (computed once per model seed)
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    def image_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """The test-set index of each image (what seeds its perturbation draws)."""
+        if self.indices is None:
+            return torch.arange(len(x))
+        if len(self.indices) != len(x):
+            raise ValueError(f"{len(self.indices)} image indices for {len(x)} images")
+        return self.indices
+
+    def clean_predictions(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The runner computes them once per model seed and subset; a context without them (a
+        test, a single evaluation) computes them here, never caching (a context may serve
+        several models)."""
+        return self.predictions if self.predictions is not None else predict(model, x, self)
+
+    def clean_correct(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.clean_predictions(model, x) == y
+
+    def resource(self, name: str) -> Any:
+        if name not in self.resources:
+            raise RuntimeError(f"resource {name!r} was not provided; declare it in the evaluation's 'needs'")
+        return self.resources[name]
+
+
+@dataclass(frozen=True)
+class SourceModels:
+    """The suite's other models of the same training seed (transfer), and a cache the cells of
+    one run share (crafted images)."""
+
+    load: Any  # name -> eval-mode model
+    training_seed: int
+    cache: dict
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """Where the evaluated dataset lives, for evaluations that read files aligned with its test set."""
+
+    dataset: str
+    data_root: Any
 
 
 class Evaluation(ABC):
@@ -56,17 +117,27 @@ class Evaluation(ABC):
     # bump when a code change alters this evaluation's numbers: stored cells of other versions
     # are then recomputed instead of reused
     version: ClassVar[int] = 1
-    # parameters that do not change any grid point's numbers, so not part of its seed
-    unseeded: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[frozenset[str]] = frozenset()  # resources beyond EvalContext: 'source_models', 'data_files'
 
     def __init__(self, params: Any):
         self.params = params
 
+    @staticmethod
+    def prepare(table: dict) -> dict:
+        """A suite card's table for this evaluation (without 'kind') before it is validated into
+        ``Params``: the place to accept a friendlier card layout."""
+        return table
+
+    @property
+    def stream(self) -> str:
+        """What names this evaluation's random stream (with the grid point): its kind, plus what
+        tells two of its kind apart (a noise type, a norm). Not the model, not the training seed."""
+        return self.kind
+
     def point_seed(self, ctx: "EvalContext", point: Any) -> int:
-        """Seed of one grid point: the cell seed, the parameters other than the grid, the point.
-        The same point draws the same noise whatever else is on the grid."""
-        identity = {k: v for k, v in as_dict(self.params).items() if k != self.grid and k not in self.unseeded}
-        return sub_seed(ctx.seed, identity, point)
+        """Seed of one grid point: common to every model and training seed of the suite (common
+        random numbers), and independent of the rest of the grid."""
+        return sub_seed(ctx.seed, self.stream, point)
 
     def max_images(self) -> int:
         return getattr(self.params, "max_images", 0)
@@ -80,17 +151,14 @@ class Evaluation(ABC):
         return n_images
 
     @abstractmethod
+    def report(self) -> ReportSpec:
+        """The curves and summaries this evaluation's numbers form, and how they are shown."""
+
+    @abstractmethod
     def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext) -> EvalOutput: ...
 
 
 EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
-
-
-def sub_seed(seed: int, *parts: Any) -> int:
-    """A seed derived from a parent seed and any JSON-able parts (a level, an epsilon): adding a
-    level to a grid never changes the numbers of the others."""
-    digest = hashlib.sha256(json.dumps([seed, *parts], sort_keys=True).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @contextlib.contextmanager

@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 from pydantic import ConfigDict
 
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.base import EvalContext, EvalOutput, Evaluation
+from bench.evals.reporting import MetricId, ReportSpec, Summary
+
+CLEAN = MetricId("clean")
 
 
 @dataclass(frozen=True)
@@ -13,12 +16,15 @@ class CleanParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
 
 
-@EVALUATIONS.register("clean")
 class Clean(Evaluation):
     Params = CleanParams
     kind = "clean"
 
+    def report(self) -> ReportSpec:
+        return ReportSpec(summaries=(Summary("clean", CLEAN, "accuracy", "accuracy", "mcnemar", robustbench="clean_acc"),))
+
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        correct = (predict(model, x, ctx) == y).float()
+        out = EvalOutput()
+        out.accuracy(CLEAN, None, ctx.clean_correct(model, x, y))
         ctx.progress.advance(len(y))
-        return EvalOutput([Metric("clean", None, "accuracy", correct.double().mean().item())], [("clean", None, correct)])
+        return out

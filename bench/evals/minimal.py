@@ -8,16 +8,21 @@ is read off the same per-image distances. An attack that fails on a batch is rec
 not found by it, reason in the notes) and never aborts the cell."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 import torch
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bench.evals import sanity
-from bench.evals.attacks import MINIMAL_ATTACKS, Norm, distances, foolbox
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict, sub_seed
+from bench.evals.attacks import MINIMAL_ATTACKS, MinimalAttack, Norm, distances, foolbox
+from bench.evals.base import EvalContext, EvalOutput, Evaluation, Example, Metric, forked_rng, predict
+from bench.evals.reporting import Curve, DetailTable, MetricId, ReportSpec, Summary
+from bench.seeds import sub_seed
 
 
 def _known_attack(name: str) -> str:
@@ -27,7 +32,7 @@ def _known_attack(name: str) -> str:
 
 
 AttackName = Annotated[str, AfterValidator(_known_attack)]
-Positive = Annotated[float, Field(gt=0)]
+Epsilons = tuple[Annotated[float, Field(ge=0, le=1e3)], ...]
 CLEAN_ERROR, NOT_FOUND = -1, -2  # winner codes beside attack indices
 
 
@@ -36,22 +41,34 @@ class MinimalParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     # in order: bisection attacks first (PGD searches the whole box), then the minimizers, then the
     # attacks that refine the running best from an adversarial start
-    attacks: tuple[AttackName, ...] = ("pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump")
-    norms: tuple[Norm, ...] = ("l2", "linf")
-    steps: Annotated[int, Field(ge=1)] = 50  # iterations of DeepFool, FMN and each PGD/BIM probe
-    search_steps: Annotated[int, Field(ge=0)] = 10  # PGD/BIM bisection steps below the running best
-    rel_stepsize: Positive = 0.1  # PGD/BIM step = rel_stepsize * epsilon
-    bb_steps: Annotated[int, Field(ge=1)] = 200
-    boundary_steps: Annotated[int, Field(ge=1)] = 1000
-    hsj_steps: Annotated[int, Field(ge=1)] = 20
-    hsj_gradient_evals: Annotated[int, Field(ge=1)] = 100
-    fmn_max_stepsize_l2: Positive = 0.1
-    fmn_max_stepsize_linf: Positive = 1.0
-    curve_epsilons_l2: tuple[Annotated[float, Field(ge=0)], ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
-    curve_epsilons_linf: tuple[Annotated[float, Field(ge=0)], ...] = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+    attacks: Annotated[tuple[AttackName, ...], Field(min_length=1)] = (
+        "pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump")
+    norms: Annotated[tuple[Norm, ...], Field(min_length=1)] = ("l2", "linf")
+    curve_epsilons_l2: Epsilons = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+    curve_epsilons_linf: Epsilons = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
     masking_factor: Annotated[float, Field(gt=0, le=1)] = 0.5  # black-box < factor x white-box: masking sign
     masking_limit: Annotated[float, Field(ge=0, le=1)] = 0.02  # ... on more than this fraction of images
     max_images: Annotated[int, Field(ge=0)] = 0
+    # each attack's own parameters (its Params), filled with its defaults; a card sets them in a
+    # table named by the attack: [evaluations.boundary] steps = 200
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.options) - set(self.attacks))
+        if unknown:
+            raise ValueError(f"options for {unknown}, which are not in 'attacks'")
+        typed = {}
+        for name in self.attacks:
+            cls, given = MINIMAL_ATTACKS.get(name).Params, self.options.get(name, {})
+            if isinstance(given, cls):
+                typed[name] = given
+                continue
+            try:
+                typed[name] = TypeAdapter(cls).validate_json(json.dumps(given), strict=True)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"[{name}] {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        object.__setattr__(self, "options", typed)
 
 
 def quantile(d: np.ndarray, q: float) -> float:
@@ -74,7 +91,31 @@ def nearest_other_class(x: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, no
     return idx
 
 
-@EVALUATIONS.register("minimal")
+class RunningBest:
+    """The ensemble's state for one norm: per image the smallest distance so far, its image and
+    the attack that found it (clean errors count 0, images nothing fooled inf)."""
+
+    def __init__(self, x: torch.Tensor, clean_wrong: torch.Tensor):
+        self.x, self.clean_wrong = x, clean_wrong
+        self.distance = torch.where(clean_wrong, 0.0, torch.tensor(float("inf")))
+        self.image = x.clone()
+        self.winner = torch.where(clean_wrong, CLEAN_ERROR, NOT_FOUND)
+        self.nearest: torch.Tensor | None = None  # nearest other-class image, for attacks that need a start
+
+    def has_start(self) -> torch.Tensor:
+        return torch.isfinite(self.distance) | (self.nearest >= 0)
+
+    def starts(self, rows: torch.Tensor) -> torch.Tensor:
+        """Adversarial starting points: the running best, else the nearest other-class image."""
+        found = torch.isfinite(self.distance[rows]).view(-1, 1, 1, 1)
+        return torch.where(found, self.image[rows], self.x[self.nearest[rows].clamp(min=0)])
+
+    def offer(self, rows: torch.Tensor, images: torch.Tensor, d: torch.Tensor, attack_index: int) -> None:
+        better = d < self.distance[rows]
+        self.distance[rows[better]], self.image[rows[better]] = d[better], images[better]
+        self.winner[rows[better]] = attack_index
+
+
 class Minimal(Evaluation):
     """Clean errors count as distance 0; images no attack fooled count as +inf (so the median
     is an upper bound only while found >= 50%)."""
@@ -82,103 +123,141 @@ class Minimal(Evaluation):
     Params = MinimalParams
     kind = "minimal"
     grid = "norms"
-    version = 3  # 3: attack ensemble (2: one attack, numpy median; 1: torch's lower median)
+    version = 4  # 4: random streams common to all models (3: attack ensemble; 2: numpy median)
 
-    def attacks_for(self, norm: Norm):
-        return [a(self.params, norm) for a in map(MINIMAL_ATTACKS.get, self.params.attacks) if norm in a.norms]
+    @staticmethod
+    def prepare(table: dict) -> dict:
+        """A card sets an attack's parameters in a table named by the attack."""
+        attacks = {k: v for k, v in table.items() if k in MINIMAL_ATTACKS and isinstance(v, dict)}
+        rest = {k: v for k, v in table.items() if k not in attacks}
+        return {**rest, "options": {**rest.get("options", {}), **attacks}} if attacks else table
+
+    def report(self) -> ReportSpec:
+        summaries, curves = [], []
+        for norm in self.params.norms:
+            metric = MetricId(f"minimal-{norm}")
+            summaries.append(Summary(f"{metric.name} median", metric, "median", "distance", "median-shift",
+                                     percent=False, distribution_plot="minimal"))
+            curves.append(Curve(MetricId(f"ensemble-{norm}"), f"{norm} epsilon ([0,1] scale)", "ensemble",
+                                "robust accuracy from the minimal-perturbation ensemble (clean errors count), "
+                                "mean ± SEM over seeds"))
+        return ReportSpec(tuple(curves), tuple(summaries),
+                          (DetailTable("Minimal-perturbation ensemble", ENSEMBLE_NOTE, ensemble_table),))
+
+    def attacks_for(self, norm: Norm) -> list[MinimalAttack]:
+        p = self.params
+        return [MINIMAL_ATTACKS.get(a)(p.options[a], norm) for a in p.attacks if norm in MINIMAL_ATTACKS.get(a).norms]
 
     def work(self, n_images: int) -> int:
         return n_images * sum(len(self.attacks_for(n)) for n in self.params.norms)
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        fb, p = foolbox(), self.params
-        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=ctx.device)
-        pred = predict(model, x, ctx)
+        fmodel = foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
+        clean_wrong = ~ctx.clean_correct(model, x, y)
         out = EvalOutput(notes={
             "semantics": "per-image minimal perturbation at [0,1] scale over the attack ensemble; clean errors = 0, "
                          "not found = inf; per-attack numbers depend on the order (later attacks search below or start "
                          "from the running best)"})
-        for norm in p.norms:
+        for norm in self.params.norms:
             attacks = self.attacks_for(norm)
             out.notes[f"attacks {norm}"] = ", ".join(f"foolbox {a.describe()}" for a in attacks)
-            self._ensemble(model, fmodel, x, y, pred, norm, attacks, ctx, out)
+            state = RunningBest(x, clean_wrong)
+            if any(a.needs_start for a in attacks):
+                state.nearest = nearest_other_class(x, ctx.clean_predictions(model, x), y, norm)
+            own = {a.name: self._run_attack(k, a, model, fmodel, x, y, state, ctx, out) for k, a in enumerate(attacks)}
+            self._report(norm, state, own, attacks, out)
         return out
 
-    def _ensemble(self, model, fmodel, x, y, pred, norm: Norm, attacks, ctx: EvalContext, out: EvalOutput) -> None:
-        name = f"minimal-{norm}"
-        clean_wrong = pred != y
-        inf = torch.tensor(float("inf"))
-        best = torch.where(clean_wrong, 0.0, inf)
-        best_adv = x.clone()
-        winner = torch.where(clean_wrong, CLEAN_ERROR, NOT_FOUND)
-        nearest = nearest_other_class(x, pred, y, norm) if any(a.needs_start for a in attacks) else None
-        own: dict[str, torch.Tensor] = {}
-        for k, attack in enumerate(attacks):
-            dist = torch.where(clean_wrong, 0.0, inf)
-            rows = ~clean_wrong
-            if attack.needs_start:
-                has_start = torch.isfinite(best) | (nearest >= 0)
-                ctx.progress.advance(int((rows & ~has_start).sum()))
-                rows &= has_start
-            failures = []
-            with forked_rng(ctx, sub_seed(self.point_seed(ctx, norm), attack.name)):
-                index = rows.nonzero().squeeze(1)
-                for s in range(0, len(index), ctx.batch_size):
-                    b = index[s:s + ctx.batch_size]
-                    xb, yb = x[b].to(ctx.device), y[b].to(ctx.device)
-                    start = None
-                    if attack.needs_start:
-                        start = torch.where(torch.isfinite(best[b]).view(-1, 1, 1, 1), best_adv[b], x[nearest[b].clamp(min=0)])
-                        start = start.to(ctx.device)
-                    try:
-                        adv = attack.run(fmodel, xb, yb, best[b].to(ctx.device), start)
-                    except (ValueError, RuntimeError, AssertionError) as exc:  # recorded, not fatal
-                        failures.append(f"{len(b)} images: {type(exc).__name__}: {exc}")
-                        ctx.progress.advance(len(b))
-                        continue
-                    adv = adv.detach().clamp(0, 1)
-                    fooled = predict(model, adv, ctx) != y[b]
-                    d = torch.where(fooled, distances(xb, adv, norm).cpu(), inf)
-                    dist[b] = d
-                    better = d < best[b]
-                    best[b[better]], best_adv[b[better]], winner[b[better]] = d[better], adv.cpu()[better], k
+    def _run_attack(self, k: int, attack: MinimalAttack, model, fmodel, x, y, state: RunningBest, ctx: EvalContext,
+                    out: EvalOutput) -> torch.Tensor:
+        """One attack over the images it can still improve; returns its own distances."""
+        dist = torch.where(state.clean_wrong, 0.0, torch.tensor(float("inf")))
+        rows = ~state.clean_wrong
+        if attack.needs_start:
+            ctx.progress.advance(int((rows & ~state.has_start()).sum()))
+            rows &= state.has_start()
+        failures = []
+        with forked_rng(ctx, sub_seed(self.point_seed(ctx, attack.norm), attack.name)):
+            index = rows.nonzero().squeeze(1)
+            for s in range(0, len(index), ctx.batch_size):
+                b = index[s:s + ctx.batch_size]
+                xb, yb = x[b].to(ctx.device), y[b].to(ctx.device)
+                start = state.starts(b).to(ctx.device) if attack.needs_start else None
+                try:
+                    adv = attack.run(fmodel, xb, yb, state.distance[b].to(ctx.device), start)
+                except (ValueError, RuntimeError, AssertionError) as exc:  # recorded, not fatal
+                    failures.append(f"{len(b)} images: {type(exc).__name__}: {exc}")
                     ctx.progress.advance(len(b))
-            if failures:
-                out.notes[f"failures {attack.name} {norm}"] = "; ".join(failures)
-            own[attack.name] = dist
-        self._report(name, norm, best, winner, own, attacks, clean_wrong, out)
+                    continue
+                adv = adv.detach().clamp(0, 1)
+                fooled = predict(model, adv, ctx) != y[b]
+                d = torch.where(fooled, distances(xb, adv, attack.norm).cpu(), torch.tensor(float("inf")))
+                dist[b] = d
+                state.offer(b, adv.cpu(), d, k)
+                ctx.progress.advance(len(b))
+        if failures:
+            out.notes[f"failures {attack.name} {attack.norm}"] = "; ".join(failures)
+        return dist
 
-    def _report(self, name, norm, best, winner, own, attacks, clean_wrong, out: EvalOutput) -> None:
-        p = self.params
+    def _report(self, norm: Norm, state: RunningBest, own: dict[str, torch.Tensor], attacks: list[MinimalAttack],
+                out: EvalOutput) -> None:
+        p, metric = self.params, MetricId(f"minimal-{norm}")
+        best, clean_wrong = state.distance, state.clean_wrong
         d = best.numpy()
         found = float(np.isfinite(d).mean())
-        out.metrics += [Metric(name, None, "median", float(np.median(d))),  # torch.median takes the lower middle
-                        Metric(name, None, "q25", quantile(d, 0.25)), Metric(name, None, "q75", quantile(d, 0.75)),
-                        Metric(name, None, "found", found)]
-        out.examples.append((name, None, best))
-        out.examples.append((f"{name}:winner", None, winner.double()))
+        out.metrics += [Metric(metric, None, "median", float(np.median(d))),  # torch.median takes the lower middle
+                        Metric(metric, None, "q25", quantile(d, 0.25)), Metric(metric, None, "q75", quantile(d, 0.75)),
+                        Metric(metric, None, "found", found)]
+        out.examples += [Example(metric, None, "distance", best), Example(metric, None, "winner", state.winner.double())]
         correct = int((~clean_wrong).sum())
         for k, attack in enumerate(attacks):
             a = own[attack.name].numpy()
-            out.metrics += [Metric(name, None, f"median:{attack.name}", float(np.median(a))),
-                            Metric(name, None, f"found:{attack.name}", float(np.isfinite(a).mean())),
-                            Metric(name, None, f"wins:{attack.name}", float((winner == k).sum()) / max(correct, 1))]
-            out.examples.append((f"{name}:{attack.name}", None, own[attack.name]))
-        curve = f"ensemble-{norm}"
-        points = []
+            out.metrics += [Metric(metric, None, "median", float(np.median(a)), attack.name),
+                            Metric(metric, None, "found", float(np.isfinite(a).mean()), attack.name),
+                            Metric(metric, None, "wins", float((state.winner == k).sum()) / max(correct, 1), attack.name)]
+            out.examples.append(Example(metric, None, "distance", own[attack.name], attack.name))
+        curve = MetricId(f"ensemble-{norm}")
         for eps in getattr(p, f"curve_epsilons_{norm}"):
-            robust = (best > eps).double()  # no adversarial at or below eps (clean errors: 0 > eps is false)
-            points.append((eps, robust.mean().item()))
-            out.metrics.append(Metric(curve, eps, "accuracy", points[-1][1]))
-            out.examples.append((curve, eps, robust))
+            out.accuracy(curve, eps, best > eps)  # no adversarial at or below eps (clean errors: 0 > eps is false)
         clean = float((~clean_wrong).double().mean())
-        out.flags += sanity.accuracy_curve_flags(curve, points, clean) + sanity.not_found_flag(name, found)
-        out.flags += sanity.nan_flag(name, d.tolist())
+        out.flags += sanity.accuracy_curve_flags(curve.name, out.points(curve), clean)
+        out.flags += sanity.not_found_flag(metric.name, found) + sanity.nan_flag(metric.name, d.tolist())
         white = [own[a.name] for a in attacks if a.access == "white-box"]
         black = [own[a.name] for a in attacks if a.access == "black-box"]
         if white and black:
             wb, bb = torch.stack(white).amin(0), torch.stack(black).amin(0)
             beaten = (bb < p.masking_factor * wb) & ~clean_wrong
             fraction = float(beaten.sum()) / max(correct, 1)
-            out.metrics.append(Metric(name, None, "black-box beats white-box", fraction))
-            out.flags += sanity.black_box_flag(name, fraction, p.masking_factor, p.masking_limit)
+            out.metrics.append(Metric(metric, None, "black-box beats white-box", fraction))
+            out.flags += sanity.black_box_flag(metric.name, fraction, p.masking_factor, p.masking_limit)
+
+
+ENSEMBLE_NOTE = ("Median and interquartile range over images of the smallest perturbation any attack found ([0,1] "
+                 "scale; clean errors 0, not found inf). Per attack: the median of its own results and, in "
+                 "parentheses, the share of correctly classified images on which it found the smallest. Attacks run "
+                 "in the listed order and search below, or start from, the running best, so per-attack numbers are "
+                 "conditional on that order. Black-box attacks finding less than half the white-box distance on many "
+                 "images is a sign of gradient masking.")
+
+
+def ensemble_table(rows: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Per model and norm (mean over seeds): ensemble median [IQR], images found, and each
+    attack's own median and share of wins."""
+    out = []
+    minimal = rows[rows["metric"].str.startswith("minimal-")]
+    for model in models:
+        for metric in dict.fromkeys(minimal["metric"]):
+            d = minimal[(minimal["model"] == model) & (minimal["metric"] == metric)]
+            if d.empty:
+                continue
+            overall = d[d["attack"] == ""].groupby("statistic", sort=False)["value"].mean()
+            row = {"model": model, "norm": metric.split("-", 1)[1], "median": f"{overall['median']:.4g}",
+                   "IQR": f"[{overall.get('q25', math.nan):.4g}, {overall.get('q75', math.nan):.4g}]",
+                   "found %": f"{overall['found'] * 100:.1f}"}
+            per = d[d["attack"] != ""].groupby(["attack", "statistic"], sort=False)["value"].mean()
+            for attack in dict.fromkeys(d[d["attack"] != ""]["attack"]):
+                row[attack] = f"{per[(attack, 'median')]:.4g} ({per.get((attack, 'wins'), math.nan) * 100:.0f}%)"
+            if "black-box beats white-box" in overall:
+                row["black-box < white-box/2 %"] = f"{overall['black-box beats white-box'] * 100:.1f}"
+            out.append(row)
+    return pd.DataFrame(out)

@@ -10,55 +10,85 @@ import torch
 from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.base import EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.image_rng import ImageRNG
+from bench.evals.reporting import Curve, MetricId, ReportSpec, Summary
 
 NoiseKind = Literal["gaussian", "uniform", "saltpepper"]
 
 
-def add_noise(x: torch.Tensor, kind: NoiseKind, level: float, gen: torch.Generator) -> torch.Tensor:
+def add_noise(x: torch.Tensor, kind: NoiseKind, level: float, rng: ImageRNG) -> torch.Tensor:
     """gaussian: x + level*N(0,1); uniform: x + U(-level, level); saltpepper: each pixel set to
-    the image's max or min with probability ``level``. Then the per-image clamp."""
+    the image's max or min with probability ``level``. Then the per-image clamp. Each image
+    draws from its own generator (common random numbers across models)."""
     lo = x.amin(dim=(1, 2, 3), keepdim=True)
     hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    shape = x.shape[1:]
     if kind == "gaussian":
-        noisy = x + level * torch.randn(x.shape, generator=gen)
+        noisy = x + level * rng.randn(*shape)
     elif kind == "uniform":
-        noisy = x + level * (2 * torch.rand(x.shape, generator=gen) - 1)
+        noisy = x + level * rng.uniform(-1, 1, *shape)
     else:  # +-1 then the clamp sends a flipped pixel to the image's own max or min
-        flip = torch.rand(x.shape, generator=gen) < level
-        sign = 2 * torch.randint(0, 2, x.shape, generator=gen) - 1
+        flip = rng.rand(*shape) < level
+        sign = 2 * rng.randint(0, 2, *shape) - 1
         noisy = x + flip * sign
     return torch.clamp(noisy, lo, hi)
+
+
+def top_class_share(pred: torch.Tensor) -> float:
+    """The fraction of predictions on the most predicted class."""
+    return float(torch.bincount(pred).max()) / len(pred) if len(pred) else float("nan")
 
 
 @dataclass(frozen=True)
 class NoiseParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     noise: NoiseKind
-    levels: tuple[Annotated[float, Field(ge=0)], ...]
+    # a standard deviation, a half-width or a probability, in [0,1] pixel units
+    levels: Annotated[tuple[Annotated[float, Field(ge=0, le=1)], ...], Field(min_length=1, max_length=1000)]
+    # a main-table column: the share of the most predicted class at the largest level (collapse
+    # of the predictions onto a few classes under strong noise)
+    report_collapse: bool = False
 
 
-@EVALUATIONS.register("noise")
 class Noise(Evaluation):
     Params = NoiseParams
     kind = "noise"
     grid = "levels"
-    version = 2  # 2: sanity flags stored (numbers of 1 unchanged)
+    version = 4  # 4: top-class share per level (3: common random numbers, one generator per image)
+
+    @property
+    def metric(self) -> MetricId:
+        return MetricId(f"noise-{self.params.noise}")
+
+    @property
+    def stream(self) -> str:
+        return self.metric.name
+
+    def report(self) -> ReportSpec:
+        curve = Curve(self.metric, f"{self.params.noise} noise level ([0,1] scale)", "noise",
+                      "accuracy vs noise (per-image clamp), mean ± SEM over seeds", headline=True, monotone=False)
+        collapse = Summary(f"{self.metric.name} top class", self.metric, "top class share", "", "none", ranked=False,
+                           note=f"share of predictions on the most predicted class at {self.metric.name} level "
+                                f"{max(self.params.levels):g} (0.1 for balanced predictions of 10 classes; above 0.5: "
+                                "collapsed onto few classes)")
+        return ReportSpec(curves=(curve,), summaries=(collapse,) if self.params.report_collapse else ())
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.levels)
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         p: NoiseParams = self.params
-        name = f"noise-{p.noise}"
         out = EvalOutput(notes={"semantics": "noise in [0,1] space, each image clamped to its own [min, max]"})
         for level in p.levels:
-            gen = torch.Generator().manual_seed(self.point_seed(ctx, level))
-            correct = (predict(model, add_noise(x.cpu(), p.noise, level, gen), ctx) == y).float()
-            out.metrics.append(Metric(name, level, "accuracy", correct.double().mean().item()))
-            out.examples.append((name, level, correct))
+            rng = ImageRNG.for_images(self.point_seed(ctx, level), ctx.image_ids(x))
+            pred = predict(model, add_noise(x.cpu(), p.noise, level, rng), ctx)
+            out.accuracy(self.metric, level, pred == y)
+            out.metrics.append(Metric(self.metric, level, "top class share", top_class_share(pred)))
             ctx.progress.advance(len(y))
-        clean = (predict(model, x, ctx) == y).double().mean().item()
-        points = [(m.param, m.value) for m in out.metrics]
-        out.flags += sanity.accuracy_curve_flags(name, points, clean, monotone=False)
+        top = max(p.levels)
+        out.metrics.append(Metric(self.metric, None, "top class share",
+                                  next(m.value for m in out.metrics if m.param == top and m.statistic == "top class share")))
+        clean = ctx.clean_correct(model, x, y).double().mean().item()
+        out.flags += sanity.accuracy_curve_flags(self.metric.label, out.points(self.metric), clean, monotone=False)
         return out

@@ -14,9 +14,10 @@ from pydantic import ConfigDict, Field
 
 from bench.config import as_dict
 from bench.evals import sanity
-from bench.evals.adversarial import CLEAN_ERRORS, attack_at, pgd_attack
 from bench.evals.attacks import Norm, foolbox
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, predict, sub_seed
+from bench.evals.base import EvalContext, EvalOutput, Evaluation, SourceModels, predict
+from bench.evals.pgd import CLEAN_ERRORS, attack_at, pgd_attack
+from bench.evals.reporting import Curve, MetricId, ReportSpec
 
 
 @dataclass(frozen=True)
@@ -24,55 +25,63 @@ class TransferParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     source: str  # a model card of the same suite
     norm: Norm
-    epsilons: tuple[Annotated[float, Field(ge=0)], ...]
-    steps: Annotated[int, Field(ge=1)] = 20
-    rel_stepsize: Annotated[float, Field(gt=0)] = 0.1
+    epsilons: Annotated[tuple[Annotated[float, Field(ge=0, le=1e3)], ...], Field(min_length=1)]
+    steps: Annotated[int, Field(ge=1, le=100_000)] = 20
+    rel_stepsize: Annotated[float, Field(gt=0, le=1e3)] = 0.1
     random_start: bool = True
     max_images: Annotated[int, Field(ge=0)] = 0
 
 
-@EVALUATIONS.register("transfer")
 class Transfer(Evaluation):
     Params = TransferParams
     kind = "transfer"
     grid = "epsilons"
+    version = 2  # 2: random starts common to all training seeds
+    needs = frozenset({"source_models"})
+
+    @property
+    def metric(self) -> MetricId:
+        return MetricId(f"transfer-{self.params.norm}", self.params.source)  # one curve per source model
+
+    @property
+    def stream(self) -> str:
+        return self.metric.name
 
     def sources(self) -> tuple[str, ...]:
         return (self.params.source,)
+
+    def report(self) -> ReportSpec:
+        p = self.params
+        return ReportSpec(curves=(Curve(self.metric, f"{p.norm}:{p.source} epsilon ([0,1] scale)", "transfer",
+                                        "transfer attack robust accuracy (clean errors count), mean ± SEM over seeds",
+                                        headline=True, monotone=False, whitebox=MetricId(f"pgd-{p.norm}")),))
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons) * 2  # crafting (unless cached) and evaluation
 
     def crafted(self, x: torch.Tensor, y: torch.Tensor, eps: float, ctx: EvalContext) -> torch.Tensor:
-        p = self.params
+        p, sources = self.params, ctx.resource("source_models")
+        sources: SourceModels
         identity = {k: v for k, v in as_dict(p).items() if k not in ("epsilons", "max_images")}
         images = hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
-        key = ("transfer", ctx.training_seed, images, repr(identity), eps)
-        if key not in ctx.cache:
-            source = ctx.models(p.source)
-            fmodel = foolbox().PyTorchModel(source, bounds=(0, 1), device=ctx.device)
-            seed = sub_seed(ctx.training_seed, "transfer", identity, eps)  # not the target's cell seed
-            ctx.cache[key] = attack_at(pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start), fmodel, x, y, eps,
-                                       p.norm, seed, ctx, f"transfer-{p.norm}:{p.source}")
+        key = ("transfer", sources.training_seed, images, repr(identity), eps)
+        if key not in sources.cache:
+            fmodel = foolbox().PyTorchModel(sources.load(p.source), bounds=(0, 1), device=ctx.device)
+            sources.cache[key] = attack_at(pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start), fmodel, x, y,
+                                           eps, p.norm, self.point_seed(ctx, eps), ctx, self.metric.label)
         else:
             ctx.progress.advance(len(y))
-        return ctx.cache[key]
+        return sources.cache[key]
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         p = self.params
-        name = f"transfer-{p.norm}:{p.source}"  # one curve per source model
         out = EvalOutput(notes={"attack": f"foolbox PGD on source model {p.source} (same training seed), "
                                           f"{p.steps} steps", "semantics": CLEAN_ERRORS})
-        points = []
         for eps in p.epsilons:
-            robust = (predict(model, self.crafted(x, y, eps, ctx), ctx) == y).float()
+            out.accuracy(self.metric, eps, predict(model, self.crafted(x, y, eps, ctx), ctx) == y)
             ctx.progress.advance(len(y))
-            points.append((eps, robust.double().mean().item()))
-            out.metrics.append(Metric(name, eps, "accuracy", points[-1][1]))
-            out.examples.append((name, eps, robust))
-        clean = (predict(model, x, ctx) == y).double().mean().item()
+        clean = ctx.clean_correct(model, x, y).double().mean().item()
         # a transfer attack may by chance fix some of the target's clean errors, so accuracy above
         # clean or rising with epsilon is no fault here; beating white-box PGD is (checked in reports)
-        out.flags += sanity.accuracy_curve_flags(name, points, clean, monotone=False)
+        out.flags += sanity.accuracy_curve_flags(self.metric.label, out.points(self.metric), clean, monotone=False)
         return out
-

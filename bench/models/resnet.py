@@ -31,10 +31,17 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+INPUT_SCALES = ("centered", "unit")  # 5(x - 0.5) inside the network (method.md §3), or x as given
+
+
 class CifarResNet(nn.Module):
-    def __init__(self, blocks: tuple[int, ...], num_classes: int = 10, width: int = 64, in_channels: int = 1):
+    def __init__(self, blocks: tuple[int, ...], num_classes: int = 10, width: int = 64, in_channels: int = 1,
+                 input_scale: str = "centered"):
         super().__init__()
-        self.config = {"blocks": list(blocks), "num_classes": num_classes, "width": width, "in_channels": in_channels}
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"input_scale {input_scale!r}: expected one of {INPUT_SCALES}")
+        self.config = {"blocks": list(blocks), "num_classes": num_classes, "width": width, "in_channels": in_channels,
+                       "input_scale": input_scale}
         self.conv0 = nn.Sequential(
             nn.Conv2d(in_channels, width, 7, 1, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )
@@ -46,9 +53,14 @@ class CifarResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.head = nn.Linear(c_in, num_classes)
 
+    def tap_channels(self) -> list[int]:
+        """Channels of each tap (conv0, then each stage), without running the network."""
+        width = self.config["width"]
+        return [width] + [width * 2**i for i in range(len(self.stages))]
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The regularizer's taps, in ``TAPS`` order."""
-        out = [self.conv0(5.0 * (x - 0.5))]
+        out = [self.conv0(5.0 * (x - 0.5) if self.config["input_scale"] == "centered" else x)]
         for stage in self.stages:
             out.append(stage(out[-1]))
         return out
@@ -62,5 +74,6 @@ ARCHITECTURES.register("resnet18")((2, 2, 2, 2))
 ARCHITECTURES.register("resnet34")((3, 4, 6, 3))
 
 
-def build_model(arch: str, num_classes: int, width: int = 64, in_channels: int = 1) -> CifarResNet:
-    return CifarResNet(ARCHITECTURES.get(arch), num_classes, width, in_channels)
+def build_model(arch: str, num_classes: int, width: int = 64, in_channels: int = 1,
+                input_scale: str = "centered") -> CifarResNet:
+    return CifarResNet(ARCHITECTURES.get(arch), num_classes, width, in_channels, input_scale)

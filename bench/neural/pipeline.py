@@ -4,20 +4,25 @@ gives a simulation recipe: that one is built once and cached by content hash."""
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from pydantic import ConfigDict
 
-from bench.config import as_dict, content_hash
+from bench.config import as_dict, canonical_json, content_hash
 from bench.errors import BenchError
-from bench.neural.io import read_recordings
+from bench.neural.io import read_recordings, write_sensorium
 from bench.neural.predictive import ModelParams, fit
-from bench.neural.recordings import Recordings
+from bench.neural.recordings import Recordings, oracle_variances
 from bench.neural.simulate import SimulationParams, simulate
 from bench.neural.target import PairTarget, build_artifact, load_artifact
-from bench.targets.build import TARGETS
+from bench.targets.build import TARGETS, Stimuli
+
+
+RECIPE_VERSION = 2  # bump when building a target from the same recipe gives other pairs (2: predictions at the mean behaviour)
 
 
 def cache_dir() -> Path:
@@ -54,7 +59,7 @@ def _load_or_build(kind: str, params: NeuralTargetParams) -> PairTarget:
     if params.artifact:
         target, meta = load_artifact(params.artifact)
     else:
-        recipe = {"kind": kind, "simulate": as_dict(params.simulate),
+        recipe = {"kind": kind, "simulate": as_dict(params.simulate), "recipe_version": RECIPE_VERSION,
                   **({"model": as_dict(params.model), "model_seeds": list(params.model_seeds)} if kind == "neural" else {})}
         path = cache_dir() / "targets" / f"{kind}-{content_hash(recipe)}.pt"
         if not path.is_file():
@@ -72,8 +77,8 @@ class NeuralTarget:
     Params = NeuralTargetParams
 
     @staticmethod
-    def build(params: NeuralTargetParams, seed: int, data_root: Path | None) -> PairTarget:
-        return _load_or_build("neural", params)
+    def build(params: NeuralTargetParams, seed: int, data_root: Path | None, stimuli: Stimuli) -> PairTarget:
+        return _load_or_build("neural", params)  # its stimuli are natural patches, never dataset images
 
 
 @TARGETS.register("raw")
@@ -83,8 +88,26 @@ class RawTarget:
     Params = NeuralTargetParams
 
     @staticmethod
-    def build(params: NeuralTargetParams, seed: int, data_root: Path | None) -> PairTarget:
+    def build(params: NeuralTargetParams, seed: int, data_root: Path | None, stimuli: Stimuli) -> PairTarget:
         return _load_or_build("raw", params)
+
+
+def simulate_to_folder(params: SimulationParams, out: Path) -> tuple[Recordings, float]:
+    """Simulate and write the Sensorium layout (with simulation.json and the ground truth) whole:
+    into a hidden sibling folder, then renamed into place. Returns the recordings and the median
+    oracle signal-to-noise variance ratio."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BenchError(f"{out}: exists and is not an empty folder; choose a new folder")
+    rec = simulate(params)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_sensorium(rec, tmp)
+    (tmp / "simulation.json").write_text(canonical_json(params))
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    signal, noise = oracle_variances(rec)
+    return rec, float(np.median(signal / noise))
 
 
 def read_scans(paths: list[Path]) -> list[Recordings]:

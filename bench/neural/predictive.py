@@ -100,13 +100,22 @@ class FittedModel:
     test_correlation: np.ndarray  # per neuron, held-out oracle trials: the quality v_a
     epochs: int
     seed: int
+    pupil_mean: torch.Tensor | None = None  # the training trials' mean eye position (for the shifter)
 
     @torch.no_grad()
     def predict(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
-        """Responses to images at the average behaviour and eye position (no shift, no gain change)."""
+        """Responses to images at the mean behaviour and mean eye position of the training trials
+        (the modulator's gains and the shifter's offset at their averages, as the method's
+        predictive model is used), not at gain 1 and no shift."""
         self.model.eval()
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        return np.concatenate([self.model(x[s:s + batch]).numpy() for s in range(0, len(x), batch)])
+        out = []
+        for s in range(0, len(x), batch):
+            xb = x[s:s + batch]
+            behavior = self.model.b_mean.expand(len(xb), -1) if self.model.modulator is not None else None
+            pupil = self.pupil_mean.expand(len(xb), -1) if self.model.shifter is not None and self.pupil_mean is not None else None
+            out.append(self.model(xb, behavior, pupil).numpy())
+        return np.concatenate(out)
 
 
 def _tensors(rec: Recordings, mask: np.ndarray):
@@ -163,4 +172,4 @@ def fit(rec: Recordings, params: ModelParams, seed: int, progress=None) -> Fitte
     xt, yt, bt, pct = _tensors(rec, rec.tiers == "test")
     val = correlation(_predict_trials(model, xv, bv, pcv), yv.numpy())
     test = correlation(_predict_trials(model, xt, bt if use_b else None, pct if model.shifter is not None else None), yt.numpy())
-    return FittedModel(model, val, test, epoch, seed)
+    return FittedModel(model, val, test, epoch, seed, pc.mean(0) if pc is not None else None)

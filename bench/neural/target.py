@@ -17,9 +17,10 @@ import torch
 from bench.errors import BenchError
 from bench.neural.recordings import Recordings, first_trials, neuron_weights, oracle_variances
 from bench.targets.base import SimilarityTarget, n_pairs, pair_rank, unit_rows
-from bench.train.checkpoint import atomic_save
+from bench.io import atomic_save, load_versioned
 
 TARGET_FORMAT = "neuroreg-bench/target"
+TARGET_VERSION = 1
 
 
 def recording_hash(rec: Recordings) -> str:
@@ -127,7 +128,7 @@ def build_artifact(scans: list[Recordings], kind: str, models: dict[int, list] |
     meta = {"kind": kind, "recipe": recipe, "scans": [r.info for r in results],
             "validation": [r.validation for r in results], "n_stimuli": int(len(stimuli)), "n_pairs": int(len(pairs))}
     images = torch.from_numpy(np.round(first.images[stimuli] * 255).astype(np.uint8))
-    atomic_save({"format": TARGET_FORMAT, "format_version": 1, "images": images, "pairs": torch.from_numpy(pairs),
+    atomic_save({"format": TARGET_FORMAT, "format_version": TARGET_VERSION, "images": images, "pairs": torch.from_numpy(pairs),
                  "meta": json.dumps(meta, sort_keys=True)}, Path(path))
     return meta
 
@@ -149,14 +150,8 @@ class PairTarget(SimilarityTarget):
 
 def load_artifact(path: str | Path) -> tuple[PairTarget, dict]:
     path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: no such target artifact; build one with 'bench neural target'")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise BenchError(f"{path}: not a readable target artifact ({str(exc).splitlines()[0][:120]})") from None
-    if not isinstance(obj, dict) or obj.get("format") != TARGET_FORMAT:
-        raise BenchError(f"{path}: not a {TARGET_FORMAT} file")
+    obj = load_versioned(path, TARGET_FORMAT, TARGET_VERSION, "target artifact",
+                         "build one with 'bench neural target', or delete a cached one to rebuild it", BenchError)
     meta = json.loads(obj["meta"])
     images = obj["images"].float() / 255.0
     desc = {"kind": meta["kind"], "artifact": str(path), "n_stimuli": meta["n_stimuli"],

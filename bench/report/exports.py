@@ -9,17 +9,18 @@ from tabulate import tabulate
 
 from bench.cards import ModelCard
 from bench.config import canonical_json
-from bench.models.resnet import TAPS
-from bench.report.summary import headline_per_seed
+from bench.evals.reporting import ReportSpec
+from bench.report.summary import curve_points, curves, headline_per_seed, rows_of
 
 
-def model_card(card: ModelCard, training: pd.Series, results: pd.DataFrame, suite_name: str) -> str:
+def model_card(card: ModelCard, training: pd.Series, results: pd.DataFrame, suite_name: str,
+               specs: list[ReportSpec]) -> str:
     """Card, data, seed, target, alpha, learned layer weights, compute, environment, numbers."""
     reg = card.regularizer
     history = json.loads(training["history"])
     best = history[int(training["best_epoch"]) - 1]
     weights = json.loads(training["layer_weights"])
-    numbers = headline_per_seed(results[(results["model"] == card.name) & (results["seed"] == training["seed"])])
+    numbers = headline_per_seed(results[(results["model"] == card.name) & (results["seed"] == training["seed"])], specs)
     lines = [f"# Model card: {card.name}, seed {training['seed']}", "", card.description or "", "",
              "| field | value |", "|---|---|",
              f"| architecture | {card.arch}, width {card.width}, 1 input channel |",
@@ -33,11 +34,12 @@ def model_card(card: ModelCard, training: pd.Series, results: pd.DataFrame, suit
              f"| target | {training['target'] or '-'} |",
              f"| seed | {training['seed']} |",
              f"| best epoch | {training['best_epoch']} (val loss {best['val_loss']:.4f}, val acc {best['val_acc']:.4f}) |",
-             f"| compute | {training['seconds']:.0f} s of training on {training['device']} |",
+             f"| compute | {training['seconds']:.0f} s of training on {training['device']} ({training.get('numerics', '')}) |",
              f"| environment | {training['packages']} |",
              f"| card hash / checkpoint hash | {card.card_hash} / {training['checkpoint_hash']} |", ""]
     if weights:
-        lines += ["## Learned layer weights", "", tabulate([weights], headers=list(TAPS), tablefmt="github", floatfmt=".3f"), ""]
+        taps = json.loads(training.get("taps") or "[]") or [f"tap {i}" for i in range(len(weights))]
+        lines += ["## Learned layer weights", "", tabulate([weights], headers=taps, tablefmt="github", floatfmt=".3f"), ""]
     if not numbers.empty:
         lines += [f"## Headline numbers (suite `{suite_name}`)", "",
                   tabulate(numbers[["column", "value"]].values.tolist(), headers=["metric", "value"], tablefmt="github",
@@ -46,33 +48,38 @@ def model_card(card: ModelCard, training: pd.Series, results: pd.DataFrame, suit
     return "\n".join(lines)
 
 
-def robustbench_info(card: ModelCard, results: pd.DataFrame) -> dict:
+def robustbench_info(card: ModelCard, results: pd.DataFrame, specs: list[ReportSpec]) -> dict:
     """RobustBench model-info fields, seeds averaged. Only fields we measured are filled:
-    ``autoattack_acc`` needs an AutoAttack evaluation and stays absent without one; our PGD
-    numbers go under ``neuroreg_bench`` so they are never read as AutoAttack numbers."""
+    ``autoattack_acc`` needs an L-inf AutoAttack curve and stays absent without one (only its
+    epsilon may come from PGD, never a PGD number in AutoAttack's field). Our own numbers go
+    under ``neuroreg_bench``: every headline curve and every summary."""
     r = results[results["model"] == card.name]
-    mean = lambda ev, param=None: r[(r["evaluation"] == ev) & ((r["param"] == param) if param is not None else r["param"].isna())  # noqa: E731
-                                    & (r["statistic"] == "accuracy")]["value"].mean()
     info = {"link": "", "name": card.name, "authors": "", "additional_data": False, "number_forward_passes": 1,
-            "dataset": card.dataset, "venue": "", "architecture": f"{card.arch} (width {card.width}, grayscale)",
-            "clean_acc": f"{mean('clean') * 100:.2f}", "reported": ""}
-    auto = r[(r["evaluation"] == "autoattack-linf") & (r["param"] > 0)]
-    pgd = r[(r["evaluation"] == "pgd-linf") & (r["param"] > 0) & (r["statistic"] == "accuracy")]
-    if not auto.empty:  # RobustBench's L-inf AutoAttack field, at the largest epsilon evaluated
+            "dataset": card.dataset, "venue": "", "architecture": f"{card.arch} (width {card.width}, grayscale)"}
+    per_seed = headline_per_seed(r, specs)
+    extra = {"seeds": sorted(int(s) for s in r["seed"].unique()), "n_images": int(r["n_images"].max()),
+             "suite": f"{r['suite'].iloc[0]} v{int(r['suite_version'].iloc[0])}", "regularizer": card.regularizer_label}
+    for spec in specs:
+        for s in spec.summaries:
+            value = per_seed[per_seed["column"] == s.column]["value"].mean()
+            if s.robustbench:
+                info[s.robustbench] = f"{value * 100:.2f}" if s.percent else float(value)
+            else:
+                extra[s.column.replace(" ", "_") + ("_acc" if s.percent else "")] = (
+                    f"{value * 100:.2f}" if s.percent else float(value))
+        for c in spec.curves:
+            points = curve_points(rows_of(r, c.metric))
+            if c.headline and len(points):
+                extra[f"{c.metric.label}_acc"] = {f"{p:g}": f"{v * 100:.2f}"
+                                                   for p, v in points.groupby("param")["value"].mean().items()}
+    info["reported"] = ""
+    positive = {c.robustbench: curve_points(rows_of(r, c.metric)).query("param > 0") for c in curves(specs) if c.robustbench}
+    if "autoattack" in positive and len(positive["autoattack"]):  # at the largest epsilon evaluated
+        auto = positive["autoattack"]
         eps = auto["param"].max()
         info["eps"] = f"{eps:g}"
         info["autoattack_acc"] = f"{auto[auto['param'] == eps]['value'].mean() * 100:.2f}"
-    elif not pgd.empty:  # no AutoAttack: the epsilon only, never a PGD number in AutoAttack's field
-        info["eps"] = f"{pgd['param'].max():g}"
-    extra = {"seeds": sorted(int(s) for s in r["seed"].unique()), "n_images": int(r["n_images"].max()),
-             "suite": f"{r['suite'].iloc[0]} v{int(r['suite_version'].iloc[0])}", "regularizer": card.regularizer_label}
-    for ev in dict.fromkeys(r["evaluation"]):
-        if ev.startswith(("pgd-", "transfer-", "autoattack-")):
-            e = r[(r["evaluation"] == ev) & (r["statistic"] == "accuracy")].groupby("param")["value"].mean()
-            extra[f"{ev}_acc"] = {f"{p:g}": f"{v * 100:.2f}" for p, v in e.items()}
-        elif ev.startswith("minimal-"):
-            extra[f"{ev}_median"] = float(r[(r["evaluation"] == ev) & (r["statistic"] == "median")]["value"].mean())
-        elif ev == "corruptions":
-            extra["corruptions_mean_acc"] = f"{r[r['evaluation'] == ev]['value'].mean() * 100:.2f}"
+    elif "eps" in positive and len(positive["eps"]):
+        info["eps"] = f"{positive['eps']['param'].max():g}"
     info["neuroreg_bench"] = extra
     return info

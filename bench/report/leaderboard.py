@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,22 +16,24 @@ from tabulate import tabulate
 
 from bench.cards import SuiteCard
 from bench.errors import BenchError
+from bench.evals.reporting import ReportSpec
 from bench.report import exports, plots, render
-from bench.report.collect import SuiteResults, collect
-from bench.report.summary import (comparison_pairs, corruption_table, delta_table, ensemble_table, main_table,
-                                  paired_deltas, sanity_flags, seed_summary)
+from bench.report.collect import SuiteResults, collect, csv_table
+from bench.report.summary import (comparison_pairs, delta_table, detail_tables, main_table, paired_deltas, sanity_flags,
+                                  seed_summary)
 from bench.store import ResultStore
+from bench.suite.runner import Cell, report_specs
 
 
 @dataclass
 class Leaderboard:
     data: SuiteResults
+    specs: list[ReportSpec]  # how each evaluation is reported, as it declares
     table: pd.DataFrame  # one row per model
     deltas: pd.DataFrame  # long: every paired comparison point and summary
     delta_table: pd.DataFrame
     flags: list[str]
-    ensemble: pd.DataFrame  # minimal-perturbation ensemble, per attack
-    corruptions: pd.DataFrame  # per corruption
+    details: list[tuple[str, str, pd.DataFrame]] = field(default_factory=list)  # evaluations' own tables
 
     suite = property(lambda self: self.data.suite)
     results = property(lambda self: self.data.results)
@@ -46,54 +48,37 @@ class Leaderboard:
         return render.latex(self)
 
 
-def build_leaderboard(suite: SuiteCard, store: ResultStore) -> Leaderboard:
-    data = collect(suite, store)
+def build_leaderboard(suite: SuiteCard, store: ResultStore, plan: list[Cell]) -> Leaderboard:
+    data, specs = collect(suite, store, plan), report_specs(suite)
     models = [c.name for c in suite.cards]
     if data.results.empty:
-        return Leaderboard(data, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [], pd.DataFrame(), pd.DataFrame())
+        return Leaderboard(data, specs, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [])
     labels = {c.name: c.regularizer_label for c in suite.cards}
     pairs = comparison_pairs(labels, suite.compare.baseline or None, suite.compare.control or None)
-    deltas = paired_deltas(data.results, data.examples, pairs)
-    return Leaderboard(data, main_table(data.results, models), deltas, delta_table(deltas),
-                       sanity_flags(data.results, data.cells), ensemble_table(data.results, models),
-                       corruption_table(data.results, models))
+    deltas = paired_deltas(data.results, data.examples, pairs, specs)
+    return Leaderboard(data, specs, main_table(data.results, models, specs), deltas, delta_table(deltas, specs),
+                       sanity_flags(data.results, data.cells, specs), detail_tables(data.results, models, specs))
 
 
 def _write_all(board: Leaderboard, tmp: Path) -> None:
-    summary = seed_summary(board.results)
-    figures = {}
-    if plots.accuracy_curves(summary, "noise-", "noise level ([0,1] scale)", f"{board.suite.name}: accuracy vs noise "
-                             "(per-image clamp), mean ± SEM over seeds", tmp / "noise.png"):
-        figures["noise.png"] = tmp / "noise.png"
-    if plots.accuracy_curves(summary, "pgd-", "epsilon ([0,1] scale)", f"{board.suite.name}: PGD robust accuracy "
-                             "(clean errors count), mean ± SEM over seeds", tmp / "epsilon.png"):
-        figures["epsilon.png"] = tmp / "epsilon.png"
-    for prefix, what, name in (("transfer-", "transfer attack robust accuracy", "transfer.png"),
-                               ("autoattack-", "AutoAttack robust accuracy", "autoattack.png"),
-                               ("ensemble-", "robust accuracy from the minimal-perturbation ensemble", "ensemble.png")):
-        if plots.accuracy_curves(summary, prefix, "epsilon ([0,1] scale)", f"{board.suite.name}: {what} (clean errors "
-                                 "count), mean ± SEM over seeds", tmp / name):
-            figures[name] = tmp / name
-    if plots.corruption_severity(summary, f"{board.suite.name}: accuracy vs CIFAR-C severity, mean over corruptions "
-                                 "and seeds", tmp / "corruptions.png"):
-        figures["corruptions.png"] = tmp / "corruptions.png"
-    if plots.minimal_distributions(board.data.examples, [c.name for c in board.suite.cards], tmp / "minimal.png"):
-        figures["minimal.png"] = tmp / "minimal.png"
+    models = [c.name for c in board.suite.cards]
+    figures = plots.curve_figures(seed_summary(board.results), board.specs, board.suite.name, tmp)
+    figures.update(plots.distribution_figures(board.data.examples, models, board.specs, tmp))
     if plots.layer_weights(board.trainings, tmp / "layer_weights.png"):
         figures["layer_weights.png"] = tmp / "layer_weights.png"
     (tmp / "leaderboard.md").write_text(render.markdown(board, list(figures)))
     (tmp / "leaderboard.tex").write_text(board.latex())
     (tmp / "index.html").write_text(render.html_page(board, figures))
-    board.results.to_csv(tmp / "results.csv", index=False)
+    csv_table(board.results).to_csv(tmp / "results.csv", index=False)
     board.deltas.to_csv(tmp / "deltas.csv", index=False)
     cards = {c.name: c for c in board.suite.cards}
     (tmp / "models").mkdir()
     for _, t in board.trainings.iterrows():
         (tmp / "models" / f"{t['model']}-seed{t['seed']}.md").write_text(
-            exports.model_card(cards[t["model"]], t, board.results, board.suite.name))
+            exports.model_card(cards[t["model"]], t, board.results, board.suite.name, board.specs))
     (tmp / "robustbench").mkdir()
     for name in dict.fromkeys(board.results["model"]):
-        info = exports.robustbench_info(cards[name], board.results)
+        info = exports.robustbench_info(cards[name], board.results, board.specs)
         (tmp / "robustbench" / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
 
 

@@ -10,19 +10,17 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.models.resnet import TAPS
-
-DELTA_NOTE = ("Δ = model − reference on the same evaluation images and training seeds. Brackets: 95% percentile "
-              "bootstrap interval over images (2,000 resamples, seed 0). p: exact McNemar test on per-image "
-              "correctness, pooled over seeds. AUC: mean accuracy over the evaluation's grid (trapezoid rule).")
+from bench.stats import MIN_SEEDS
 
 
-ENSEMBLE_NOTE = ("Median and interquartile range over images of the smallest perturbation any attack found ([0,1] "
-                 "scale; clean errors 0, not found inf). Per attack: the median of its own results and, in "
-                 "parentheses, the share of correctly classified images on which it found the smallest. Attacks run "
-                 "in the listed order and search below, or start from, the running best, so per-attack numbers are "
-                 "conditional on that order. Black-box attacks finding less than half the white-box distance on many "
-                 "images is a sign of gradient masking.")
+DELTA_NOTE = (f"Δ = model − reference, the mean over the training seeds both have (column 'seeds') on the same "
+              "evaluation images, which saw the same noise and corruptions (common random numbers). Brackets: 95% "
+              "percentile bootstrap over training seeds and images together (seeds resampled, then images within "
+              f"them; 2,000 resamples, seed 0), so they include the training-seed variance; with fewer than {MIN_SEEDS} "
+              "seeds no interval is shown, because a training effect cannot be told from one run's luck without "
+              "its seed variance. AUC: mean accuracy over the evaluation's grid (trapezoid rule). deltas.csv has "
+              "every point, and per training seed an exact McNemar test: it compares those two sets of weights "
+              "on these images, not the training procedures.")
 
 
 def protocol_text(board) -> str:
@@ -49,12 +47,22 @@ def evaluation_lines(board) -> list[str]:
     return lines
 
 
+def layer_weight_taps(trainings: pd.DataFrame) -> list[str]:
+    """The regularizer's taps, as each training recorded them."""
+    return next((json.loads(t) for t in trainings.get("taps", []) if json.loads(t)), [])
+
+
 def layer_weight_rows(trainings: pd.DataFrame) -> list[list]:
+    n = len(layer_weight_taps(trainings))
     rows = []
     for _, t in trainings.iterrows():
         w = json.loads(t["layer_weights"])
-        rows.append([t["model"], t["seed"], t["best_epoch"], *([f"{v:.3f}" for v in w] if w else ["-"] * len(TAPS))])
+        rows.append([t["model"], t["seed"], t["best_epoch"], *([f"{v:.3f}" for v in w] if w else ["-"] * n)])
     return rows
+
+
+def weight_headers(trainings: pd.DataFrame) -> list[str]:
+    return ["model", "seed", "best epoch", *layer_weight_taps(trainings)]
 
 
 def provenance_rows(trainings: pd.DataFrame) -> list[list]:
@@ -63,7 +71,30 @@ def provenance_rows(trainings: pd.DataFrame) -> list[list]:
 
 
 PROVENANCE_HEADERS = ["model", "seed", "card hash", "checkpoint hash", "trained on", "train s"]
-WEIGHT_HEADERS = ["model", "seed", "best epoch", *TAPS]
+
+
+def column_notes(board) -> list[str]:
+    """What the main table's less obvious columns mean, as the evaluations declare it."""
+    return [f"`{s.column}`: {s.note}" for spec in board.specs for s in spec.summaries if s.note]
+
+
+def target_lines(trainings: pd.DataFrame) -> list[str]:
+    """Per regularized model, its similarity target as trained (the first seed's description; for a
+    shuffle control, the share of pairs its permutation changed, over seeds)."""
+    lines = []
+    for model, g in trainings.groupby("model", sort=False):
+        described = [json.loads(t) for t in g["target"] if t]
+        if not described:
+            continue
+        first = {k: v for k, v in described[0].items() if k not in ("pairs_changed", "shuffle_seed")}
+        text = ", ".join(f"{k} {v}" for k, v in first.items())
+        changed = [d["pairs_changed"] for d in described if "pairs_changed" in d]
+        if changed:
+            text += (f"; the shuffle changed {min(changed) * 100:.1f}-{max(changed) * 100:.1f}% of target pairs over "
+                     f"{len(changed)} seed(s) (one permutation per seed): with few changed pairs the control is close "
+                     "to the treatment")
+        lines.append(f"`{model}`: {text}")
+    return lines
 
 
 def markdown(board, plots: list[str]) -> str:
@@ -72,13 +103,12 @@ def markdown(board, plots: list[str]) -> str:
     out = [f"# Leaderboard: suite `{s.name}` (version {s.version})", ""]
     if s.description:
         out += [s.description, ""]
-    out += [protocol_text(board), "", "## Models", "", md(board.table), ""]
+    out += [protocol_text(board), "", "## Models", "", md(board.table), "", *[f"- {n}" for n in column_notes(board)],
+            *([""] if column_notes(board) else [])]
     out += ["## Paired comparisons", "", DELTA_NOTE, "", md(board.delta_table), "",
-            "Every point (each level and epsilon) with its McNemar test is in `deltas.csv`.", ""]
-    if len(board.ensemble):
-        out += ["## Minimal-perturbation ensemble", "", ENSEMBLE_NOTE, "", md(board.ensemble), ""]
-    if len(board.corruptions):
-        out += ["## Corruptions (accuracy %, mean over severities)", "", md(board.corruptions), ""]
+            "Every point (each level and epsilon), with its per-seed McNemar tests, is in `deltas.csv`.", ""]
+    for title, note, table in board.details:
+        out += [f"## {title}", "", *([note, ""] if note else []), md(table), ""]
     out += ["## Sanity flags", "", *([f"- {f}" for f in board.flags] or ["- none raised"]), ""]
     out += ["## What was evaluated", "", *[f"- {line}" for line in evaluation_lines(board)], ""]
     if plots:
@@ -86,8 +116,10 @@ def markdown(board, plots: list[str]) -> str:
     if board.missing:
         out += [f"## Missing cells (run `bench run {s.name}`)", "", *[f"- {m}" for m in board.missing], ""]
     if not board.trainings.empty:
+        if target_lines(board.trainings):
+            out += ["## Similarity targets", "", *[f"- {line}" for line in target_lines(board.trainings)], ""]
         out += ["## Learned layer weights (softmax(θ) at the best-validation epoch)", "",
-                tabulate(layer_weight_rows(board.trainings), headers=WEIGHT_HEADERS, tablefmt="github"), ""]
+                tabulate(layer_weight_rows(board.trainings), headers=weight_headers(board.trainings), tablefmt="github"), ""]
         out += ["## Provenance", "", tabulate(provenance_rows(board.trainings), headers=PROVENANCE_HEADERS, tablefmt="github"), "",
                 f"Evaluated on {', '.join(sorted(set(board.results['device'])))}; packages {board.cells['packages'].iloc[0]}. "
                 "Per-model cards are in `models/`, RobustBench-format exports in `robustbench/`.", ""]
@@ -132,7 +164,7 @@ def html_page(board, plots: dict[str, Path]) -> str:
                    f"<figcaption>{e(name)}</figcaption></figure>" for name, path in plots.items())
     flags = "".join(f'<li class="flag">{e(f)}</li>' for f in board.flags) or "<li>none raised</li>"
     evals = "".join(f"<li>{e(line)}</li>" for line in evaluation_lines(board))
-    weights = pd.DataFrame(layer_weight_rows(board.trainings), columns=WEIGHT_HEADERS) if not board.trainings.empty else pd.DataFrame()
+    weights = pd.DataFrame(layer_weight_rows(board.trainings), columns=weight_headers(board.trainings)) if not board.trainings.empty else pd.DataFrame()
     prov = pd.DataFrame(provenance_rows(board.trainings), columns=PROVENANCE_HEADERS) if not board.trainings.empty else pd.DataFrame()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -140,13 +172,14 @@ def html_page(board, plots: dict[str, Path]) -> str:
 <body>
 <h1>Leaderboard: suite <code>{e(s.name)}</code> (version {s.version})</h1>
 <p>{e(s.description)}</p><p class="note">{e(protocol_text(board))}</p>
-<h2>Models</h2>{_table_html(board.table)}
+<h2>Models</h2>{_table_html(board.table)}<ul class="note">{"".join(f"<li>{e(n)}</li>" for n in column_notes(board))}</ul>
 <h2>Paired comparisons</h2><p class="note">{e(DELTA_NOTE)}</p>{_table_html(board.delta_table)}
-{"<h2>Minimal-perturbation ensemble</h2><p class='note'>" + e(ENSEMBLE_NOTE) + "</p>" + _table_html(board.ensemble) if len(board.ensemble) else ""}
-{"<h2>Corruptions (accuracy %, mean over severities)</h2>" + _table_html(board.corruptions) if len(board.corruptions) else ""}
+{"".join(f"<h2>{e(title)}</h2>" + (f"<p class='note'>{e(note)}</p>" if note else "") + _table_html(table)
+         for title, note, table in board.details)}
 <h2>Sanity flags</h2><ul>{flags}</ul>
 <h2>Plots</h2>{imgs or "<p>(none)</p>"}
 <h2>What was evaluated</h2><ul>{evals}</ul>
+<h2>Similarity targets</h2><ul>{"".join(f"<li>{e(t)}</li>" for t in target_lines(board.trainings)) if not board.trainings.empty else ""}</ul>
 <h2>Learned layer weights</h2>{_table_html(weights)}
 <h2>Provenance</h2>{_table_html(prov)}
 <script>window.addEventListener("load", () => {{

@@ -1,57 +1,89 @@
 """Pure functions from collected results to the numbers a leaderboard shows: per-seed summaries
 (AUC, medians), mean ± SEM over seeds, ranks, paired deltas with bootstrap CIs and McNemar
-tests, and sanity flags. No I/O here."""
+tests, and sanity flags. No I/O here, and no evaluation is known by name: every table is built
+from the evaluations' own declarations (``ReportSpec``)."""
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bench.stats import curve_auc, mcnemar, mean_difference, mean_sem, median_shift, paired_bootstrap, per_image_auc, ranks
+from bench.evals.reporting import Curve, MetricId, ReportSpec, Summary
+from bench.stats import (curve_auc, hierarchical_bootstrap, mcnemar, mean_difference, mean_sem, median_shift,
+                         per_image_auc, ranks)
 
-# accuracy-vs-parameter curves; the headline ones get an AUC column in the main table, the
-# others (read off minimal distances, one per corruption) are detailed in their own tables
-HEADLINE_CURVES = ("noise-", "pgd-", "transfer-", "autoattack-")
-CURVE_PREFIXES = HEADLINE_CURVES + ("ensemble-", "corruption-")
-MASKING_MARGIN = 0.02  # a transfer attack beating white-box PGD by more than this: gradient masking sign
+MASKING_MARGIN = 0.02  # a black-box curve beating its white-box curve by more than this: gradient masking sign
+TESTS = {"median-shift": ("median shift", median_shift), "mean-difference": ("mean accuracy", mean_difference)}
 
 
-def is_curve(evaluation: str) -> bool:
-    return evaluation.startswith(CURVE_PREFIXES)
+@dataclass(frozen=True)
+class Column:
+    """A main-table column: one number per model seed."""
+
+    name: str
+    percent: bool
+    higher_is_better: bool
+    ranked: bool = True
+
+
+def curves(specs: list[ReportSpec]) -> list[Curve]:
+    return [c for s in specs for c in s.curves]
+
+
+def summaries(specs: list[ReportSpec]) -> list[Summary]:
+    return [x for s in specs for x in s.summaries]
+
+
+def auc_column(curve: Curve) -> str:
+    return f"{curve.metric.label} AUC"
+
+
+def columns(specs: list[ReportSpec]) -> list[Column]:
+    """In the suite's evaluation order: each evaluation's summaries, then its headline curves."""
+    out = []
+    for spec in specs:
+        out += [Column(s.column, s.percent, s.higher_is_better, s.ranked) for s in spec.summaries]
+        out += [Column(auc_column(c), True, True) for c in spec.curves if c.headline]
+    return out
+
+
+def rows_of(df: pd.DataFrame, metric: MetricId) -> pd.DataFrame:
+    return df[(df["metric"] == metric.name) & (df["source"] == metric.source)]
 
 
 def curve_points(e: pd.DataFrame) -> pd.DataFrame:
     """The accuracy points of one curve (not its sanity probe), by parameter."""
-    return e[e["statistic"] == "accuracy"].sort_values("param")
+    return e[(e["statistic"] == "accuracy") & (e["attack"] == "")].sort_values("param")
 
 
 def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, SEM and number of seeds per model, evaluation, parameter and statistic."""
+    """Mean, SEM and number of seeds per model, metric, parameter, statistic and attack."""
     rows = []
-    for keys, g in df.groupby(["model", "regularizer", "evaluation", "param", "statistic"], dropna=False, sort=False):
+    keys = ["model", "regularizer", "metric", "source", "param", "statistic", "attack"]
+    for values, g in df.groupby(keys, dropna=False, sort=False):
         m, s, n = mean_sem(g["value"])
-        rows.append({**dict(zip(["model", "regularizer", "evaluation", "param", "statistic"], keys)),
-                     "mean": m, "sem": s, "n": n})
-    return pd.DataFrame(rows)
+        rows.append({**dict(zip(keys, values)), "mean": m, "sem": s, "n": n})
+    return pd.DataFrame(rows, columns=[*keys, "mean", "sem", "n"])
 
 
-def headline_per_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """One number per (model, seed, summary column): clean accuracy, the normalised AUC of each
-    noise/PGD curve over its grid, the median of each minimal-perturbation estimate."""
+def headline_per_seed(df: pd.DataFrame, specs: list[ReportSpec]) -> pd.DataFrame:
+    """One number per (model, seed, column): each summary's stored statistic and the normalised
+    AUC of each headline curve over its grid."""
     rows = []
     for (model, reg, seed), d in df.groupby(["model", "regularizer", "seed"], sort=False):
-        for ev, e in d.groupby("evaluation", sort=False):
-            if ev == "clean":
-                rows.append((model, reg, seed, "clean", e["value"].iloc[0]))
-            elif ev.startswith(HEADLINE_CURVES):
-                e = curve_points(e)
-                rows.append((model, reg, seed, f"{ev} AUC", curve_auc(e["param"], e["value"])))
-            elif ev == "corruptions":
-                rows.append((model, reg, seed, "corruptions mean", e[e["statistic"] == "mean accuracy"]["value"].iloc[0]))
-            elif ev.startswith("minimal-"):
-                rows.append((model, reg, seed, f"{ev} median", e[e["statistic"] == "median"]["value"].iloc[0]))
+        for spec in specs:
+            for s in spec.summaries:
+                e = rows_of(d, s.metric)
+                e = e[(e["statistic"] == s.statistic) & (e["attack"] == "") & e["param"].isna()]
+                if len(e):
+                    rows.append((model, reg, seed, s.column, e["value"].iloc[0]))
+            for c in spec.curves:
+                e = curve_points(rows_of(d, c.metric))
+                if c.headline and len(e):
+                    rows.append((model, reg, seed, auc_column(c), curve_auc(e["param"], e["value"])))
     return pd.DataFrame(rows, columns=["model", "regularizer", "seed", "column", "value"])
 
 
@@ -65,25 +97,28 @@ def _fmt(mean: float, sem: float, n: int, percent: bool) -> str:
     return text
 
 
-def main_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """One row per model (seeds aggregated): mean ± SEM of each headline column with its rank
-    in parentheses (1 = most accurate / largest minimal perturbation), and the mean rank."""
-    per_seed = headline_per_seed(df)
+def main_table(df: pd.DataFrame, models: list[str], specs: list[ReportSpec]) -> pd.DataFrame:
+    """One row per model (seeds aggregated): mean ± SEM of each column with its rank in
+    parentheses (1 = best in the column's direction), and the mean rank."""
+    per_seed = headline_per_seed(df, specs)
     if per_seed.empty:
         return pd.DataFrame()
-    columns = list(dict.fromkeys(per_seed["column"]))
+    present_columns = set(per_seed["column"])
+    cols = [c for c in columns(specs) if c.name in present_columns]
     stats = {(m, c): mean_sem(g["value"]) for (m, c), g in per_seed.groupby(["model", "column"], sort=False)}
-    present = [m for m in models if (m, columns[0]) in stats]
-    rank_of = {c: dict(zip(present, ranks([stats.get((m, c), (math.nan,))[0] for m in present]))) for c in columns}
+    present = [m for m in models if m in set(per_seed["model"])]
+    ranked = [c for c in cols if c.ranked]
+    rank_of = {c.name: dict(zip(present, ranks([stats.get((m, c.name), (math.nan,))[0] for m in present],
+                                               c.higher_is_better))) for c in ranked}
     rows = []
     for m in present:
-        reg = per_seed[per_seed["model"] == m]["regularizer"].iloc[0]
-        row = {"model": m, "regularizer": reg, "seeds": int(per_seed[per_seed["model"] == m]["seed"].nunique())}
-        for c in columns:
-            mean, sem, n = stats.get((m, c), (math.nan, math.nan, 0))
-            unit = "" if c.startswith("minimal-") else " %"
-            row[c + unit] = f"{_fmt(mean, sem, n, not c.startswith('minimal-'))} ({rank_of[c][m]})"
-        row["mean rank"] = f"{np.mean([rank_of[c][m] for c in columns]):.1f}"
+        mine = per_seed[per_seed["model"] == m]
+        row = {"model": m, "regularizer": mine["regularizer"].iloc[0], "seeds": int(mine["seed"].nunique())}
+        for c in cols:
+            mean, sem, n = stats.get((m, c.name), (math.nan, math.nan, 0))
+            rank = f" ({rank_of[c.name][m]})" if c.ranked else ""
+            row[c.name + (" %" if c.percent else "")] = _fmt(mean, sem, n, c.percent) + rank
+        row["mean rank"] = f"{np.mean([rank_of[c.name][m] for c in ranked]):.1f}" if ranked else "-"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -102,132 +137,137 @@ def comparison_pairs(labels: dict[str, str], baseline: str | None = None, contro
     return pairs
 
 
-def _stack(examples: dict, model: str, seeds: list[int], metric: str, param) -> np.ndarray | None:
-    arrays = [examples.get((model, s, metric, param)) for s in seeds]
+def _stack(examples: dict, model: str, seeds: list[int], metric: MetricId, param, statistic: str) -> np.ndarray | None:
+    arrays = [examples.get((model, s, metric, param, statistic, "")) for s in seeds]
     if any(a is None for a in arrays) or len({len(a) for a in arrays}) != 1:
         return None
     return np.stack(arrays)
 
 
-def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]], n_boot: int = 2000,
-                  seed: int = 0) -> pd.DataFrame:
-    """Differences model - reference on the same images and training seeds, per point
-    (accuracy: McNemar) and per summary (clean, curve AUC, minimal median shift: bootstrap CI)."""
+DELTA_COLUMNS = ["model", "reference", "evaluation", "param", "summary", "scope", "seed", "delta", "ci_low", "ci_high",
+                 "mcnemar_p", "model_only", "reference_only", "seeds", "images"]
+
+
+def _effect(model, ref, metric: MetricId, param, summary, ci, seeds, images) -> dict:
+    """A training effect: the model's training procedure against the reference's, over seeds and
+    images (hierarchical bootstrap; no interval with fewer than three seeds)."""
+    return {"model": model, "reference": ref, "evaluation": metric.label, "param": param, "summary": summary,
+            "scope": "seeds and images", "seed": None, "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
+            "mcnemar_p": math.nan, "model_only": None, "reference_only": None, "seeds": len(seeds), "images": images}
+
+
+def _per_seed_mcnemar(model, ref, metric: MetricId, param, seeds, a: np.ndarray, b: np.ndarray) -> list[dict]:
+    """McNemar per training seed: those two sets of weights on the same images, nothing more."""
+    rows = []
+    for k, s in enumerate(seeds):
+        t = mcnemar(a[k], b[k])
+        rows.append({"model": model, "reference": ref, "evaluation": metric.label, "param": param, "summary": "accuracy",
+                     "scope": "these weights", "seed": s, "delta": float((a[k] - b[k]).mean()), "ci_low": math.nan,
+                     "ci_high": math.nan, "mcnemar_p": t.p_value, "model_only": t.a_only, "reference_only": t.b_only,
+                     "seeds": 1, "images": a.shape[1]})
+    return rows
+
+
+def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]], specs: list[ReportSpec],
+                  n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Differences model - reference on the same images and training seeds: per accuracy point,
+    per curve (AUC) and per summary (its declared test), each a training effect with its
+    seed-and-image interval; per accuracy point also a McNemar test per seed (those weights)."""
     rows = []
     for model, ref in pairs:
         seeds = sorted(set(df[df["model"] == model]["seed"]) & set(df[df["model"] == ref]["seed"]))
         if not seeds:
             continue
-        evs = [e for e in dict.fromkeys(df[df["model"] == model]["evaluation"])]
-        for ev in evs:
-            rows_ev = df[(df["model"] == model) & (df["evaluation"] == ev)]
-            params = sorted(set(rows_ev[rows_ev["statistic"] == "accuracy"]["param"].dropna())) or [None]
-            if ev == "clean" or is_curve(ev):
-                stacks = [(p, _stack(examples, model, seeds, ev, p), _stack(examples, ref, seeds, ev, p)) for p in params]
-                if any(a is None or b is None or a.shape != b.shape for _, a, b in stacks):
+        mine = df[df["model"] == model]
+        for spec in specs:
+            for s in spec.summaries:
+                if s.test == "none":
                     continue
-                for p, a, b in stacks:  # per point: accuracy difference and McNemar
-                    t = mcnemar(a, b)
-                    ci = paired_bootstrap(a, b, mean_difference, n_boot, seed)
-                    rows.append({"model": model, "reference": ref, "evaluation": ev, "param": p, "summary": "accuracy",
-                                 "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": t.p_value,
-                                 "model_only": t.a_only, "reference_only": t.b_only, "seeds": len(seeds), "images": a.shape[1]})
-                if is_curve(ev):
-                    levels = [p for p, _, _ in stacks]
-                    a = per_image_auc(levels, np.stack([s[1] for s in stacks], axis=1))
-                    b = per_image_auc(levels, np.stack([s[2] for s in stacks], axis=1))
-                    ci = paired_bootstrap(a, b, mean_difference, n_boot, seed)
-                    rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": "AUC",
-                                 "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": math.nan,
-                                 "model_only": None, "reference_only": None, "seeds": len(seeds), "images": a.shape[1]})
-            elif ev.startswith("minimal-") or ev == "corruptions":
-                a, b = _stack(examples, model, seeds, ev, None), _stack(examples, ref, seeds, ev, None)
+                a = _stack(examples, model, seeds, s.metric, None, s.examples)
+                b = _stack(examples, ref, seeds, s.metric, None, s.examples)
                 if a is None or b is None or a.shape != b.shape:
                     continue
-                summary, fn = ("median shift", median_shift) if ev.startswith("minimal-") else ("mean accuracy", mean_difference)
-                ci = paired_bootstrap(a, b, fn, n_boot, seed)
-                rows.append({"model": model, "reference": ref, "evaluation": ev, "param": None, "summary": summary,
-                             "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "mcnemar_p": math.nan,
-                             "model_only": None, "reference_only": None, "seeds": len(seeds), "images": a.shape[1]})
-    return pd.DataFrame(rows)
+                name, fn = ("accuracy", mean_difference) if s.test == "mcnemar" else TESTS[s.test]
+                rows.append(_effect(model, ref, s.metric, None, name, hierarchical_bootstrap(a, b, fn, n_boot, seed),
+                                    seeds, a.shape[1]))
+                if s.test == "mcnemar":
+                    rows += _per_seed_mcnemar(model, ref, s.metric, None, seeds, a, b)
+            for c in spec.curves:
+                params = sorted(set(curve_points(rows_of(mine, c.metric))["param"].dropna()))
+                stacks = [(p, _stack(examples, model, seeds, c.metric, p, "accuracy"),
+                           _stack(examples, ref, seeds, c.metric, p, "accuracy")) for p in params]
+                if not stacks or any(a is None or b is None or a.shape != b.shape for _, a, b in stacks):
+                    continue
+                for p, a, b in stacks:
+                    rows.append(_effect(model, ref, c.metric, p, "accuracy",
+                                        hierarchical_bootstrap(a, b, mean_difference, n_boot, seed), seeds, a.shape[1]))
+                    rows += _per_seed_mcnemar(model, ref, c.metric, p, seeds, a, b)
+                a = per_image_auc(params, np.stack([s[1] for s in stacks], axis=1))
+                b = per_image_auc(params, np.stack([s[2] for s in stacks], axis=1))
+                rows.append(_effect(model, ref, c.metric, None, "AUC",
+                                    hierarchical_bootstrap(a, b, mean_difference, n_boot, seed), seeds, a.shape[1]))
+    return pd.DataFrame(rows, columns=DELTA_COLUMNS)
 
 
-def delta_table(deltas: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard's second table: one row per (model, reference), one column per summary."""
+def delta_table(deltas: pd.DataFrame, specs: list[ReportSpec]) -> pd.DataFrame:
+    """The leaderboard's second table: one row per (model, reference), one column per summary
+    and headline curve."""
     if deltas.empty:
         return pd.DataFrame()
+    shown = []  # (evaluation label, summary kind, column, percent), in main-table order
+    for spec in specs:
+        for s in spec.summaries:
+            if s.test != "none":
+                kind = "accuracy" if s.test == "mcnemar" else TESTS[s.test][0]
+                shown.append((s.metric.label, kind, f"Δ {s.column}" + (" (pp)" if s.percent else ""), s.percent))
+        shown += [(c.metric.label, "AUC", f"Δ {auc_column(c)} (pp)", True) for c in spec.curves if c.headline]
+    effects = deltas[deltas["scope"] == "seeds and images"]
     rows = []
-    for (model, ref), d in deltas.groupby(["model", "reference"], sort=False):
+    for (model, ref), d in effects.groupby(["model", "reference"], sort=False):
         row = {"model": model, "vs": ref, "seeds": int(d["seeds"].iloc[0])}
-        for _, r in d.iterrows():
-            if r["evaluation"] == "clean":
-                row["Δ clean (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}] p={r['mcnemar_p']:.2g}"
-            elif r["summary"] == "AUC" and r["evaluation"].startswith(HEADLINE_CURVES):
-                row[f"Δ {r['evaluation']} AUC (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
-            elif r["summary"] == "mean accuracy":
-                row["Δ corruptions mean (pp)"] = f"{r['delta'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, {r['ci_high'] * 100:+.1f}]"
-            elif r["summary"] == "median shift":
-                row[f"Δ {r['evaluation']} median"] = f"{r['delta']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
+        for label, kind, column, percent in shown:
+            r = d[(d["evaluation"] == label) & (d["summary"] == kind) & d["param"].isna()]
+            if r.empty:
+                continue
+            r, scale, fmt = r.iloc[0], (100 if percent else 1), (".1f" if percent else ".3g")
+            text = f"{r['delta'] * scale:+{fmt}}"
+            if not math.isnan(r["ci_low"]):
+                text += f" [{r['ci_low'] * scale:+{fmt}}, {r['ci_high'] * scale:+{fmt}}]"
+            row[column] = text
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame, specs: list[ReportSpec]) -> list[str]:
     """The flags each evaluation stored beside its numbers, then the checks that need two cells:
-    a transfer (black-box) attack must not beat white-box PGD of the same norm and epsilon."""
+    a black-box curve (transfer) must not beat its white-box curve (PGD of the same norm)."""
     flags = []
     for _, c in cells.iterrows():
         flags += [f"{c['model']} seed {c['seed']}: {f}" for f in json.loads(c.get("flags") or "[]")]
+    checked = [c for c in curves(specs) if c.whitebox is not None]
     for (model, seed), d in df.groupby(["model", "seed"], sort=False):
         if d["value"].isna().any():
-            flags.append(f"{model} seed {seed}: NaN values in {sorted(set(d[d['value'].isna()]['evaluation']))}")
-        for ev in dict.fromkeys(d["evaluation"]):
-            if not ev.startswith("transfer-"):
-                continue
-            transfer = curve_points(d[d["evaluation"] == ev]).set_index("param")["value"]
-            norm = ev.split("-", 1)[1].split(":")[0]  # transfer-NORM:SOURCE
-            white = curve_points(d[d["evaluation"] == f"pgd-{norm}"]).set_index("param")["value"]
-            for eps in sorted(set(transfer.index) & set(white.index)):
-                if transfer[eps] < white[eps] - MASKING_MARGIN:
-                    flags.append(f"{model} seed {seed}: {ev} at {eps:g} ({transfer[eps]:.4f}) beats white-box PGD "
-                                 f"({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: suspect gradient masking")
+            nan = d[d["value"].isna()]
+            flags.append(f"{model} seed {seed}: NaN values in {sorted(set(nan['metric']))}")
+        for c in checked:
+            black = curve_points(rows_of(d, c.metric)).set_index("param")["value"]
+            white = curve_points(rows_of(d, c.whitebox)).set_index("param")["value"]
+            for eps in sorted(set(black.index) & set(white.index)):
+                if black[eps] < white[eps] - MASKING_MARGIN:
+                    flags.append(f"{model} seed {seed}: {c.metric.label} at {eps:g} ({black[eps]:.4f}) beats white-box "
+                                 f"{c.whitebox.label} ({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: "
+                                 "suspect gradient masking")
     return flags
 
 
-def ensemble_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Per model and norm (mean over seeds): ensemble median [IQR], images found, and each
-    attack's own median and share of wins."""
-    rows = []
-    minimal = df[df["evaluation"].str.startswith("minimal-")]
-    for model in models:
-        for ev in dict.fromkeys(minimal["evaluation"]):
-            d = minimal[(minimal["model"] == model) & (minimal["evaluation"] == ev)]
-            if d.empty:
-                continue
-            stat = d.groupby("statistic", sort=False)["value"].mean()
-            row = {"model": model, "norm": ev.split("-", 1)[1], "median": f"{stat['median']:.4g}",
-                   "IQR": f"[{stat.get('q25', math.nan):.4g}, {stat.get('q75', math.nan):.4g}]",
-                   "found %": f"{stat['found'] * 100:.1f}"}
-            for key in stat.index:
-                if key.startswith("median:"):
-                    attack = key.split(":", 1)[1]
-                    row[attack] = f"{stat[key]:.4g} ({stat.get('wins:' + attack, math.nan) * 100:.0f}%)"
-            if "black-box beats white-box" in stat:
-                row["black-box < white-box/2 %"] = f"{stat['black-box beats white-box'] * 100:.1f}"
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def corruption_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Per model: mean corruption accuracy, then each corruption's accuracy averaged over its
-    severities (and seeds), in %."""
-    c = df[df["evaluation"].str.startswith("corruption-") & (df["statistic"] == "accuracy")]
-    rows = []
-    for model in models:
-        d = c[c["model"] == model]
-        if d.empty:
-            continue
-        per = d.groupby("evaluation", sort=False)["value"].mean()
-        rows.append({"model": model, "mean": f"{per.mean() * 100:.1f}",
-                     **{ev.split("-", 1)[1]: f"{v * 100:.1f}" for ev, v in per.items()}})
-    return pd.DataFrame(rows)
+def detail_tables(df: pd.DataFrame, models: list[str], specs: list[ReportSpec]) -> list[tuple[str, str, pd.DataFrame]]:
+    """(title, note, table) of each evaluation's own tables, built from its rows only."""
+    out = []
+    for spec in specs:
+        keys = {(m.name, m.source) for m in spec.metrics()}
+        mine = df[[(m, s) in keys for m, s in zip(df["metric"], df["source"])]]
+        for t in spec.tables:
+            table = t.build(mine, models)
+            if len(table):
+                out.append((t.title, t.note, table))
+    return out

@@ -11,11 +11,11 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from bench.evals.base import EvalOutput
+from bench.evals.reporting import MetricId
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -25,25 +25,34 @@ CREATE TABLE IF NOT EXISTS cells (
     card_hash TEXT NOT NULL, checkpoint_hash TEXT NOT NULL, seed INTEGER NOT NULL,
     evaluation TEXT NOT NULL, eval_version INTEGER NOT NULL, params TEXT NOT NULL, subset_hash TEXT NOT NULL, n_images INTEGER NOT NULL,
     cell_seed INTEGER NOT NULL, notes TEXT NOT NULL, packages TEXT NOT NULL, device TEXT NOT NULL,
-    finished_at TEXT NOT NULL, seconds REAL NOT NULL, flags TEXT NOT NULL DEFAULT '[]'
+    finished_at TEXT NOT NULL, seconds REAL NOT NULL, flags TEXT NOT NULL DEFAULT '[]',
+    numerics TEXT NOT NULL DEFAULT 'cpu-fp32', provenance TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL REFERENCES cells(key) ON DELETE CASCADE,
-    metric TEXT NOT NULL, param REAL, statistic TEXT NOT NULL, value REAL NOT NULL
+    metric TEXT NOT NULL, param REAL, statistic TEXT NOT NULL, value REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '', attack TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS examples (
     key TEXT NOT NULL REFERENCES cells(key) ON DELETE CASCADE,
-    metric TEXT NOT NULL, param REAL, example INTEGER NOT NULL, value REAL NOT NULL
+    metric TEXT NOT NULL, param REAL, example INTEGER NOT NULL, value REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '', statistic TEXT NOT NULL DEFAULT '', attack TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS trainings (
     model TEXT NOT NULL, card_hash TEXT NOT NULL, seed INTEGER NOT NULL, checkpoint_hash TEXT NOT NULL,
     regularizer TEXT NOT NULL, best_epoch INTEGER NOT NULL, layer_weights TEXT NOT NULL, history TEXT NOT NULL,
     target TEXT NOT NULL, seconds REAL NOT NULL, device TEXT NOT NULL, packages TEXT NOT NULL,
+    numerics TEXT NOT NULL DEFAULT 'cpu-fp32', provenance TEXT NOT NULL DEFAULT '{}', taps TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (model, card_hash, seed, checkpoint_hash)
 );
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
 CREATE INDEX IF NOT EXISTS cells_suite ON cells(suite, suite_version);
 """
+# columns added after the first release, with their defaults for older stores
+MIGRATIONS = {"cells": {"flags": "'[]'", "numerics": "'cpu-fp32'", "provenance": "'{}'"},
+              "trainings": {"numerics": "'cpu-fp32'", "provenance": "'{}'", "taps": "'[]'"},
+              "metrics": {"source": "''", "attack": "''"},
+              "examples": {"source": "''", "statistic": "''", "attack": "''"}}
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class CellKey:
     eval_version: int
     params: str  # canonical JSON
     subset_hash: str
+    numerics: str  # device class and precision (bench.numerics): CPU and CUDA results never mix
 
     @property
     def digest(self) -> str:
@@ -72,9 +82,11 @@ class ResultStore:
         self.conn.execute("PRAGMA foreign_keys = ON")
         with self.conn:
             self.conn.executescript(SCHEMA)
-            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(cells)")}
-            if "flags" not in columns:  # stores written before sanity flags were stored
-                self.conn.execute("ALTER TABLE cells ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
+            for table, added in MIGRATIONS.items():
+                columns = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+                for column, default in added.items():
+                    if column not in columns:
+                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT {default}")
 
     def close(self) -> None:
         self.conn.close()
@@ -89,40 +101,76 @@ class ResultStore:
         return self.conn.execute("SELECT 1 FROM cells WHERE key = ?", (key.digest,)).fetchone() is not None
 
     def write_cell(self, key: CellKey, *, regularizer: str, arch: str, dataset: str, n_images: int,
-                   cell_seed: int, output: EvalOutput, packages: str, device: str, seconds: float) -> None:
+                   cell_seed: int, output: EvalOutput, packages: str, device: str, seconds: float,
+                   provenance: str = "{}") -> None:
         with self.conn:  # one transaction: the cell is stored whole or not at all
             self.conn.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO cells (key, suite, suite_version, model, regularizer, arch, dataset, card_hash, "
+                "checkpoint_hash, seed, evaluation, eval_version, params, subset_hash, n_images, cell_seed, notes, "
+                "packages, device, finished_at, seconds, flags, numerics, provenance) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key.digest, key.suite, key.suite_version, key.model, regularizer, arch, dataset,
                  key.card_hash, key.checkpoint_hash, key.seed, key.evaluation, key.eval_version, key.params, key.subset_hash,
                  n_images, cell_seed, json.dumps(output.notes, sort_keys=True), packages, device,
-                 datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds, json.dumps(output.flags)))
-            self.conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",
-                                  [(key.digest, m.name, m.param, m.statistic, m.value) for m in output.metrics])
-            for metric, param, values in output.examples:
+                 datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds, json.dumps(output.flags),
+                 key.numerics, provenance))
+            self.conn.executemany(
+                "INSERT INTO metrics (key, metric, source, param, statistic, attack, value) VALUES (?,?,?,?,?,?,?)",
+                [(key.digest, m.metric.name, m.metric.source, m.param, m.statistic, m.attack, m.value)
+                 for m in output.metrics])
+            for e in output.examples:
                 self.conn.executemany(
-                    "INSERT INTO examples VALUES (?,?,?,?,?)",
-                    ((key.digest, metric, param, i, v) for i, v in enumerate(values.tolist())))
+                    "INSERT INTO examples (key, metric, source, param, statistic, attack, example, value) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    ((key.digest, e.metric.name, e.metric.source, e.param, e.statistic, e.attack, i, v)
+                     for i, v in enumerate(e.values.tolist())))
+
+    def has_training(self, model: str, card_hash: str, seed: int, checkpoint_hash: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM trainings WHERE model = ? AND card_hash = ? AND seed = ? AND "
+                                 "checkpoint_hash = ?", (model, card_hash, seed, checkpoint_hash)).fetchone() is not None
 
     def write_training(self, model: str, card_hash: str, seed: int, ckpt: dict) -> None:
         with self.conn:
             self.conn.execute(
-                "INSERT OR REPLACE INTO trainings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO trainings (model, card_hash, seed, checkpoint_hash, regularizer, best_epoch, "
+                "layer_weights, history, target, seconds, device, packages, numerics, provenance, taps) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (model, card_hash, seed, ckpt["state_hash"], ckpt["regularizer"], ckpt["best_epoch"],
                  json.dumps(ckpt["layer_weights"]), json.dumps(ckpt["history"]), ckpt["target"],
-                 ckpt["train_seconds"], ckpt["device"], ckpt["packages"]))
+                 ckpt["train_seconds"], ckpt["device"], ckpt["packages"], ckpt.get("numerics", "cpu-fp32"),
+                 ckpt.get("provenance", "{}"), json.dumps(ckpt.get("taps", []))))
 
-    def rows(self, sql: str, args: tuple = ()) -> Iterator[sqlite3.Row]:
-        self.conn.row_factory = sqlite3.Row
-        try:
-            yield from self.conn.execute(sql, args)
-        finally:
-            self.conn.row_factory = None
+    def _dicts(self, sql: str, args: tuple = ()) -> list[dict]:
+        cursor = self.conn.execute(sql, args)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
 
-    def cell_examples(self, digest: str) -> dict[tuple[str, float | None], np.ndarray]:
-        """A stored cell's per-image outcomes, by (metric, param), in image order."""
-        grouped: dict[tuple[str, float | None], list[float]] = {}
-        for metric, param, value in self.conn.execute(
-                "SELECT metric, param, value FROM examples WHERE key = ? ORDER BY metric, param, example", (digest,)):
-            grouped.setdefault((metric, param), []).append(value)
+    def cell(self, digest: str) -> dict | None:
+        """A stored cell's row (provenance, notes, flags), or None."""
+        return next(iter(self._dicts("SELECT * FROM cells WHERE key = ?", (digest,))), None)
+
+    def cell_metrics(self, digest: str) -> list[dict]:
+        """A stored cell's numbers, in the order they were written."""
+        return self._dicts("SELECT metric, source, param, statistic, attack, value FROM metrics WHERE key = ? "
+                           "ORDER BY rowid", (digest,))
+
+    def trainings(self, checkpoints: set[tuple[str, str]]) -> list[dict]:
+        """Training records of the given (model, checkpoint hash) pairs."""
+        rows = self._dicts("SELECT * FROM trainings ORDER BY rowid")
+        return [r for r in rows if (r["model"], r["checkpoint_hash"]) in checkpoints]
+
+    def newest_training(self, model: str, card_hash: str, seed: int, numerics: str) -> dict | None:
+        """The last recorded training of a card recipe and seed: where a report finds the
+        checkpoint it shows when the workdir that trained it is not at hand."""
+        rows = self._dicts("SELECT * FROM trainings WHERE model = ? AND card_hash = ? AND seed = ? AND numerics = ? "
+                           "ORDER BY rowid DESC LIMIT 1", (model, card_hash, seed, numerics))
+        return rows[0] if rows else None
+
+    def cell_examples(self, digest: str) -> dict[tuple, np.ndarray]:
+        """A stored cell's per-image outcomes by (MetricId, param, statistic, attack), in image order."""
+        grouped: dict[tuple, list[float]] = {}
+        for metric, source, param, statistic, attack, value in self.conn.execute(
+                "SELECT metric, source, param, statistic, attack, value FROM examples WHERE key = ? "
+                "ORDER BY metric, source, param, statistic, attack, example", (digest,)):
+            grouped.setdefault((MetricId(metric, source), param, statistic, attack), []).append(value)
         return {k: np.asarray(v, float) for k, v in grouped.items()}

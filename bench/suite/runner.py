@@ -1,5 +1,9 @@
 """Suite orchestration. Work is idempotent: a trained checkpoint or a stored cell is never redone,
-so re-running a finished suite does nothing and an interrupted one resumes where it stopped."""
+so re-running a finished suite does nothing and an interrupted one resumes where it stopped.
+
+A run is planned first: every (model, seed) resolves to a checkpoint (trained here, pinned by
+the caller, or found in the workdir or the store) and every cell gets its content key, so the
+leaderboard reads exactly the cells of this plan."""
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +17,19 @@ import torch
 from bench.cards import EvalSpec, ModelCard, SuiteCard
 from bench.config import canonical_json
 from bench.data import ImageDataset, eval_subset, load_dataset, to_float
-from bench.evals import EVALUATIONS, EvalContext, Evaluation, sub_seed
+from bench.errors import BenchError
+from bench.evals import EVALUATIONS, EvalContext, Evaluation
+from bench.evals.base import DataFiles, SourceModels, predict
+from bench.evals.similarity import Targets
 from bench.evals.clean import CleanParams
-from bench.runtime import Progress, Silent, device_label, package_versions, resolve_device
+from bench.evals.reporting import ReportSpec
+from bench.numerics import (Numerics, configure_device, device_label, evaluation_numerics, package_versions, provenance,
+                            training_numerics)
+from bench.runtime import Progress, Silent, resolve_device
+from bench.seeds import sub_seed
 from bench.store import CellKey, ResultStore
 from bench.train.checkpoint import load_checkpoint, load_model
+from bench.train.regularizer import card_target
 from bench.train.trainer import train, trained_path
 
 
@@ -37,6 +49,8 @@ class RunSummary:
     evaluated: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    cells: list[Cell] = field(default_factory=list)  # the plan: every cell of the suite, keyed where possible
+    checkpoints: dict = field(default_factory=dict)  # (model, seed) -> (path or None, checkpoint hash)
 
 
 def suite_evaluations(suite: SuiteCard) -> list[EvalSpec]:
@@ -45,6 +59,11 @@ def suite_evaluations(suite: SuiteCard) -> list[EvalSpec]:
     if not any(s.kind == "clean" for s in specs):
         specs.insert(0, EvalSpec("clean", CleanParams()))
     return specs
+
+
+def report_specs(suite: SuiteCard) -> list[ReportSpec]:
+    """How each of the suite's evaluations (clean first) is reported, as it declares."""
+    return [EVALUATIONS.get(s.kind)(s.params).report() for s in suite_evaluations(suite)]
 
 
 @dataclass(frozen=True)
@@ -63,10 +82,10 @@ def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> Subset:
     return Subset(to_float(ds.test_x[idx]), ds.test_y[idx], torch.as_tensor(idx), digest)
 
 
-def plan_cells(suite: SuiteCard, n_subset: int) -> list[Cell]:
+def plan_cells(suite: SuiteCard, n_subset: int, seeds: tuple[int, ...] | None = None) -> list[Cell]:
     cells = []
     for card in suite.cards:
-        for seed in suite.seeds:
+        for seed in seeds if seeds is not None else suite.seeds:
             for spec in suite_evaluations(suite):
                 ev = EVALUATIONS.get(spec.kind)(spec.params)
                 n = min(ev.max_images() or n_subset, n_subset)
@@ -74,61 +93,148 @@ def plan_cells(suite: SuiteCard, n_subset: int) -> list[Cell]:
     return cells
 
 
-def cell_key(suite: SuiteCard, cell: Cell, checkpoints: dict, subset_hash: str) -> CellKey:
-    """Keyed by the checkpoint evaluated and those of any source models it reads (transfer)."""
-    hashes = [checkpoints[(name, cell.seed)][1] for name in (cell.card.name, *cell.evaluation.sources())]
+def perturbation_seed(suite: SuiteCard) -> int:
+    """The seed of every perturbation draw in a suite: one per suite, never per model or training
+    seed (common random numbers), refined per evaluation, grid point and image."""
+    return sub_seed("perturbations", suite.name)
+
+
+def cell_key(suite: SuiteCard, cell: Cell, checkpoints: dict, subset_hash: str, numerics: Numerics) -> CellKey | None:
+    """Keyed by the checkpoint evaluated and those of any source models it reads (transfer);
+    None while one of them is unknown."""
+    names = (cell.card.name, *cell.evaluation.sources())
+    if any((name, cell.seed) not in checkpoints for name in names):
+        return None
+    hashes = [checkpoints[(name, cell.seed)][1] for name in names]
     return CellKey(suite.name, suite.version, cell.card.name, cell.card.card_hash, "+".join(hashes), cell.seed,
-                   cell.spec.kind, cell.evaluation.version, canonical_json(cell.spec.params), subset_hash)
+                   cell.spec.kind, cell.evaluation.version, canonical_json(cell.spec.params), subset_hash, numerics.label)
+
+
+Checkpoints = dict[tuple[str, int], tuple[Path, str]]  # (model, seed) -> (path, checkpoint hash)
+
+
+def pinned_checkpoints(suite: SuiteCard, files: dict[tuple[str, int], Path]) -> Checkpoints:
+    """Checkpoints given by the caller (the committed ones of a regression reference) instead of
+    trained ones; each must have been trained from the suite's current card."""
+    cards = {c.name: c for c in suite.cards}
+    out = {}
+    for (name, seed), path in files.items():
+        ckpt = load_checkpoint(path)
+        if name not in cards:
+            raise BenchError(f"{path}: a checkpoint of {name!r}, which is not a model of suite {suite.name!r}")
+        if ckpt["card_hash"] != cards[name].card_hash or ckpt["seed"] != seed:
+            raise BenchError(f"{path}: trained from another version of the {name!r} card (or seed); regenerate the "
+                             f"reference with 'bench check {suite.name} --update'")
+        out[(name, seed)] = (Path(path), ckpt["state_hash"])
+    return out
+
+
+def find_checkpoints(suite: SuiteCard, store: ResultStore, workdir: Path, numerics: Numerics,
+                     seeds: tuple[int, ...]) -> Checkpoints:
+    """Without training: the workdir's checkpoints, else the newest recorded training in the store."""
+    out: Checkpoints = {}
+    for card in suite.cards:
+        for seed in seeds:
+            path = trained_path(workdir, card, seed, numerics)
+            if path is not None:
+                out[(card.name, seed)] = (path, load_checkpoint(path)["state_hash"])
+            elif (row := store.newest_training(card.name, card.card_hash, seed, numerics.label)) is not None:
+                out[(card.name, seed)] = (path, row["checkpoint_hash"])
+    return out
+
+
+def _resources(cell: Cell, suite: SuiteCard, checkpoints: Checkpoints, dev: torch.device, data_root: Path | None,
+               cache: dict) -> dict:
+    """What the cell's evaluation declared it needs beyond the context."""
+    out = {}
+    if "source_models" in cell.evaluation.needs:
+        out["source_models"] = SourceModels(lambda name, s=cell.seed: load_model(checkpoints[(name, s)][0], str(dev)),
+                                            cell.seed, cache)
+    if "data_files" in cell.evaluation.needs:
+        out["data_files"] = DataFiles(suite.dataset, data_root)
+    if "targets" in cell.evaluation.needs:
+        cards = {c.name: c for c in suite.cards}
+        ckpt = load_checkpoint(checkpoints[(cell.card.name, cell.seed)][0])
+
+        def target(name: str, seed: int = cell.seed):
+            if ("target", name, seed) not in cache:
+                cache[("target", name, seed)] = card_target(cards[name], seed, data_root)
+            return cache[("target", name, seed)]
+
+        out["targets"] = Targets(target, cell.card.name, ckpt["layer_weights"], ckpt.get("taps", []))
+    return out
 
 
 def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str = "auto",
-              data_root: Path | None = None, progress: Callable[[], Progress] = Silent) -> RunSummary:
+              data_root: Path | None = None, progress: Callable[[], Progress] = Silent, *,
+              pinned: dict[tuple[str, int], Path] | None = None, seeds: tuple[int, ...] | None = None,
+              deterministic: bool = False, evaluate: bool = True, train_missing: bool = True) -> RunSummary:
+    """Train the missing models and evaluate the missing cells of ``seeds`` (default: the suite's).
+    ``pinned``: (model, seed) -> checkpoint file used as is. ``train_missing=False`` only plans
+    (a report of what is stored: no training, no evaluation); ``evaluate=False`` stops after
+    training."""
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    configure_device(dev, deterministic)
+    seeds = tuple(seeds if seeds is not None else suite.seeds)
     summary = RunSummary()
     ds = load_dataset(suite.dataset, data_root)
     n_subset = min(suite.subset.size, len(ds.test_y))
+    eval_numerics = evaluation_numerics(dev)
 
-    checkpoints: dict[tuple[str, int], tuple[Path, str]] = {}  # -> (path, checkpoint hash)
-    for card in suite.cards:
-        for seed in suite.seeds:
-            path = trained_path(workdir, card, seed)
-            if path is None:
-                path = train(card, seed, workdir, device, data_root, progress())
-                summary.trained.append(f"{card.name}/seed{seed}")
-            ckpt = load_checkpoint(path)
-            store.write_training(card.name, card.card_hash, seed, ckpt)
-            checkpoints[(card.name, seed)] = (path, ckpt["state_hash"])
+    checkpoints = pinned_checkpoints(suite, pinned or {})
+    if train_missing:
+        for card in suite.cards:
+            for seed in seeds:
+                if (card.name, seed) in checkpoints:
+                    continue
+                path = trained_path(workdir, card, seed, training_numerics(dev))
+                if path is None:
+                    path = train(card, seed, workdir, device, data_root, progress(), deterministic=deterministic)
+                    summary.trained.append(f"{card.name}/seed{seed}")
+                checkpoints[(card.name, seed)] = (path, load_checkpoint(path)["state_hash"])
+    else:
+        checkpoints = {**find_checkpoints(suite, store, workdir, training_numerics(dev), seeds), **checkpoints}
+    cards = {c.name: c for c in suite.cards}
+    for (name, seed), (path, state_hash) in checkpoints.items():
+        if train_missing and not store.has_training(name, cards[name].card_hash, seed, state_hash):
+            store.write_training(name, cards[name].card_hash, seed, load_checkpoint(path))
 
+    summary.checkpoints = checkpoints
     pending = []
     subsets: dict[int, Subset] = {}
-    for cell in plan_cells(suite, n_subset):
+    for cell in plan_cells(suite, n_subset, seeds):
         if cell.n_images not in subsets:
             subsets[cell.n_images] = subset_for(ds, suite, cell.n_images)
-        cell.key = cell_key(suite, cell, checkpoints, subsets[cell.n_images].digest)
-        if store.has(cell.key):
+        cell.key = cell_key(suite, cell, checkpoints, subsets[cell.n_images].digest, eval_numerics)
+        summary.cells.append(cell)
+        if cell.key is not None and store.has(cell.key):
             summary.skipped += 1
-        else:
+        elif cell.key is not None:
             pending.append(cell)
 
-    if pending:
+    if pending and evaluate and train_missing:
         bar = progress()
         bar.start(f"evaluate {suite.name}", sum(c.evaluation.work(c.n_images) for c in pending))
         packages, dev_label = package_versions(), device_label(dev)
+        origin = provenance(dev, eval_numerics)
         cache: dict = {}  # crafted images shared by the cells of this run (transfer)
+        predictions: dict = {}  # clean predictions, once per model seed and subset
+        seed = perturbation_seed(suite)
         for cell in pending:
-            model = load_model(checkpoints[(cell.card.name, cell.seed)][0], str(dev))
+            path = checkpoints[(cell.card.name, cell.seed)][0]
+            model = load_model(path, str(dev))
             sub = subsets[cell.n_images]
-            seed = sub_seed(cell.seed, cell.card.name, cell.spec.kind)
-            ctx = EvalContext(dev, seed, suite.batch_size, bar, dataset=suite.dataset, indices=sub.indices,
-                              data_root=data_root, training_seed=cell.seed, cache=cache,
-                              models=lambda name, s=cell.seed: load_model(checkpoints[(name, s)][0], str(dev)))
-            x, y = sub.x, sub.y
+            ctx = EvalContext(dev, seed, suite.batch_size, bar, indices=sub.indices,
+                              resources=_resources(cell, suite, checkpoints, dev, data_root, cache))
             t = time.perf_counter()
-            output = cell.evaluation.run(model, x, y, ctx)
+            if (path, cell.n_images) not in predictions:
+                predictions[(path, cell.n_images)] = predict(model, sub.x, ctx)
+            ctx.predictions = predictions[(path, cell.n_images)]
+            output = cell.evaluation.run(model, sub.x, sub.y, ctx)
             store.write_cell(cell.key, regularizer=cell.card.regularizer_label, arch=cell.card.arch,
-                             dataset=suite.dataset, n_images=len(y), cell_seed=seed, output=output,
-                             packages=packages, device=dev_label, seconds=time.perf_counter() - t)
+                             dataset=suite.dataset, n_images=len(sub.y), cell_seed=seed, output=output,
+                             packages=packages, device=dev_label, seconds=time.perf_counter() - t, provenance=origin)
             summary.evaluated += 1
     summary.seconds = time.perf_counter() - t0
     return summary

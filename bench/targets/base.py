@@ -32,14 +32,23 @@ def pair_unrank(m: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SimilarityTarget(ABC):
-    """Stimuli (N x 1 x H x W in [0,1]) and their pairwise similarity in [-1, 1]."""
+    """Stimuli (N x 1 x H x W in [0,1]) and their pairwise similarity in [-1, 1]. The first
+    ``n_train`` stimuli are the regularizer's; the rest are held out (brain-similarity checks)."""
 
     images: torch.Tensor
     description: dict
+    n_train: int | None = None  # None: all
 
     @property
     def n(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def training_stimuli(self) -> int:
+        return self.n if self.n_train is None else self.n_train
+
+    def heldout_indices(self) -> torch.Tensor:
+        return torch.arange(self.training_stimuli, self.n)
 
     @abstractmethod
     def lookup(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
@@ -103,3 +112,12 @@ class ShuffledEntries(SimilarityTarget):
         lo, hi = torch.minimum(i[off], j[off]), torch.maximum(i[off], j[off])
         s[off] = self.base.lookup(*pair_unrank(self.perm[pair_rank(lo, hi, self.n)], self.n))
         return s
+
+
+def changed_fraction(base: SimilarityTarget, shuffled: SimilarityTarget, sample: int = 20_000, seed: int = 0) -> float:
+    """Fraction of pairs whose value a shuffle changed, on a seeded sample of pairs: with a mostly
+    zero (thresholded) target a shuffle changes few pairs, and the control is nearly the treatment."""
+    total = n_pairs(base.n)
+    m = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:sample] if total > sample else torch.arange(total)
+    i, j = pair_unrank(m, base.n)
+    return float((base.lookup(i, j) != shuffled.lookup(i, j)).float().mean())

@@ -4,35 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from bench.data import load_dataset, to_float
+from bench.errors import BenchError
 from bench.targets.base import CosineTarget, unit_rows
-from bench.targets.build import TARGETS
+from bench.targets.build import TARGETS, Stimuli
 
 
 @dataclass(frozen=True)
 class PixelParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     stimuli: str  # dataset whose training images are the stimuli
-    n_stimuli: int = 1000
+    n_stimuli: Annotated[int, Field(ge=2, le=100_000)] = 1000  # for training (held-out ones come on top)
 
 
 @dataclass(frozen=True)
 class PixelThresholdParams(PixelParams):
-    threshold: float = 0.8
+    threshold: Annotated[float, Field(ge=0, lt=1)] = 0.8
     # +-1 become +-(1 - shrink) so atanh stays finite; the follow-up code uses 0 and relies
     # on the loss's own eps guard alone
-    shrink: float = 1e-3
+    shrink: Annotated[float, Field(ge=0, lt=1)] = 1e-3
 
 
-def stimulus_images(dataset: str, n: int, seed: int, data_root: Path | None) -> torch.Tensor:
-    """The first n training images of a seeded permutation, as floats in [0,1]."""
+def stimulus_indices(n_images: int, n: int, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """The first n of a seeded permutation of a dataset's training images, skipping ``exclude``
+    (a model's validation images)."""
+    perm = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))
+    if exclude is not None and len(exclude):
+        perm = perm[~torch.isin(perm, torch.as_tensor(exclude))]
+    if len(perm) < n:
+        raise BenchError(f"pixel target: {n} stimuli requested, {len(perm)} training images available")
+    return perm[:n]
+
+
+def stimulus_images(dataset: str, n: int, seed: int, data_root: Path | None, exclude=None) -> torch.Tensor:
+    """Stimuli as floats in [0,1] (``stimulus_indices`` of the dataset's training images)."""
     ds = load_dataset(dataset, data_root)
-    idx = torch.randperm(len(ds.train_y), generator=torch.Generator().manual_seed(seed))[:n]
-    return to_float(ds.train_x[idx])
+    return to_float(ds.train_x[stimulus_indices(len(ds.train_y), n, seed, exclude)])
 
 
 def threshold(th: float, shrink: float):
@@ -44,11 +56,15 @@ def threshold(th: float, shrink: float):
     return apply
 
 
-def _centred_pixel_target(kind: str, params: PixelParams, seed: int, data_root: Path | None,
+def _centred_pixel_target(kind: str, params: PixelParams, seed: int, data_root: Path | None, stimuli: Stimuli,
                           transform=None, **extra) -> CosineTarget:
-    images = stimulus_images(params.stimuli, params.n_stimuli, seed, data_root)
-    desc = {"kind": kind, "stimuli": params.stimuli, "n_stimuli": len(images), "seed": seed, **extra}
-    return CosineTarget(images, unit_rows(images.flatten(1)), desc, transform)
+    """Centred cosine over all stimuli, training and held out (as the neural targets are built)."""
+    n = params.n_stimuli
+    images = stimulus_images(params.stimuli, n + stimuli.heldout, seed, data_root, stimuli.exclude.get(params.stimuli))
+    vectors = unit_rows(images.flatten(1))
+    desc = {"kind": kind, "stimuli": params.stimuli, "n_stimuli": n, "heldout": stimuli.heldout, "seed": seed,
+            "excluded": int(len(stimuli.exclude.get(params.stimuli, ()))), **extra}
+    return CosineTarget(images, vectors, desc, transform)
 
 
 @TARGETS.register("pixel")
@@ -56,8 +72,8 @@ class PixelTarget:
     Params = PixelParams
 
     @staticmethod
-    def build(params: PixelParams, seed: int, data_root: Path | None) -> CosineTarget:
-        return _centred_pixel_target("pixel", params, seed, data_root)
+    def build(params: PixelParams, seed: int, data_root: Path | None, stimuli: Stimuli) -> CosineTarget:
+        return _centred_pixel_target("pixel", params, seed, data_root, stimuli)
 
 
 @TARGETS.register("pixel-threshold")
@@ -65,6 +81,7 @@ class PixelThresholdTarget:
     Params = PixelThresholdParams
 
     @staticmethod
-    def build(params: PixelThresholdParams, seed: int, data_root: Path | None) -> CosineTarget:
-        return _centred_pixel_target("pixel-threshold", params, seed, data_root, threshold(params.threshold, params.shrink),
-                                     threshold=params.threshold, shrink=params.shrink)
+    def build(params: PixelThresholdParams, seed: int, data_root: Path | None, stimuli: Stimuli) -> CosineTarget:
+        return _centred_pixel_target("pixel-threshold", params, seed, data_root, stimuli,
+                                     threshold(params.threshold, params.shrink), threshold=params.threshold,
+                                     shrink=params.shrink)

@@ -8,6 +8,7 @@ import copy
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,25 +17,28 @@ import torch.nn.functional as F
 
 from bench.cards import ModelCard
 from bench.config import canonical_json
-from bench.data import load_dataset, to_float, train_val_split
+from bench.data import ImageDataset, load_dataset, to_float, train_val_split
 from bench.models import build_model
 from bench.models.resnet import TAPS
-from bench.runtime import Progress, Silent, device_label, package_versions, resolve_device
-from bench.targets import build_target
+from bench.errors import BenchError
+from bench.numerics import Numerics, configure_device, device_label, package_versions, provenance, training_numerics
+from bench.runtime import Progress, Silent, resolve_device
 from bench.train.augment import crop_flip
-from bench.train.checkpoint import (FORMAT_VERSION, MODEL_FORMAT, STATE_FORMAT, atomic_save,
-                                    load_train_state, state_hash)
-from bench.train.pairs import PairSampler
+from bench.io import atomic_save
+from bench.train.checkpoint import FORMAT_VERSION, MODEL_FORMAT, STATE_FORMAT, load_train_state, state_hash
 from bench.train.schedule import cyclic_step_lr
-from bench.train.similarity import SimilarityHead, similarity_loss
+from bench.train.regularizer import NoRegularizer, make_regularizer
 
 
-def model_dir(workdir: Path, card: ModelCard, seed: int) -> Path:
-    return Path(workdir) / "checkpoints" / f"{card.name}-{card.card_hash}" / f"seed{seed}"
+def model_dir(workdir: Path, card: ModelCard, seed: int, numerics: Numerics) -> Path:
+    """One folder per card recipe, seed and training numerics class: a CUDA (bf16) training and
+    a CPU one are different models and never resume each other."""
+    suffix = "" if numerics.label == "cpu-fp32" else f"-{numerics.label}"
+    return Path(workdir) / "checkpoints" / f"{card.name}-{card.card_hash}" / f"seed{seed}{suffix}"
 
 
-def trained_path(workdir: Path, card: ModelCard, seed: int) -> Path | None:
-    path = model_dir(workdir, card, seed) / "model.pt"
+def trained_path(workdir: Path, card: ModelCard, seed: int, numerics: Numerics) -> Path | None:
+    path = model_dir(workdir, card, seed, numerics) / "model.pt"
     return path if path.is_file() else None
 
 
@@ -51,53 +55,103 @@ def _validate(model, x, y, batch: int = 500) -> tuple[float, float]:
     return loss / len(y), correct / len(y)
 
 
-def train(card: ModelCard, seed: int, workdir: Path, device: str = "auto", data_root: Path | None = None,
-          progress: Progress | None = None, on_epoch_end: Callable[[int], None] | None = None) -> Path:
-    """Train (or resume) one model; returns the exported best-validation checkpoint."""
-    progress = progress or Silent()
-    out = model_dir(workdir, card, seed)
-    final = out / "model.pt"
-    if final.is_file():
-        return final
-    dev = resolve_device(device)
+def _note_other_numerics(out: Path, card: ModelCard, seed: int, numerics: Numerics, progress: Progress) -> None:
+    others = [d.name for d in out.parent.glob(f"seed{seed}-*") if d != out and any(d.glob("*.pt"))]
+    others += [f"seed{seed}"] if out.name != f"seed{seed}" and any(out.parent.glob(f"seed{seed}/*.pt")) else []
+    if others and not (out / "state.pt").is_file():
+        progress.log(f"{card.name} seed {seed}: {', '.join(others)} holds a training with other numerics; training "
+                     f"separately with {numerics.label} (models of different numerics never resume each other)")
+
+
+@dataclass
+class TrainingData:
+    dataset: ImageDataset
+    x: torch.Tensor
+    y: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def training_data(card: ModelCard, data_root: Path | None, dev: torch.device) -> TrainingData:
+    """The card's training split (or its seeded subset) and validation split, on the device."""
     tr = card.trainer
     ds = load_dataset(card.dataset, data_root)
     train_idx, val_idx = train_val_split(len(ds.train_y), tr.val_fraction, tr.split_seed)
     if tr.train_images:
         pick = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(tr.split_seed + 1))
         train_idx = train_idx[pick[:tr.train_images]].sort().values
-    x_tr, y_tr = to_float(ds.train_x[train_idx]).to(dev), ds.train_y[train_idx].to(dev)
-    x_val, y_val = to_float(ds.train_x[val_idx]).to(dev), ds.train_y[val_idx].to(dev)
+    return TrainingData(ds, to_float(ds.train_x[train_idx]).to(dev), ds.train_y[train_idx].to(dev),
+                        to_float(ds.train_x[val_idx]).to(dev), ds.train_y[val_idx].to(dev))
 
+
+def fresh_state() -> dict:
+    return {"epoch": 0, "best_val_loss": math.inf, "best": None, "history": [], "seconds": 0.0}
+
+
+def save_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRegularizer, st: dict) -> None:
+    atomic_save({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, "numerics": numerics.label,
+                 "model": model.state_dict(), "optimizer": opt.state_dict(), "data_gen": data_gen.get_state(),
+                 **reg.state_dict(), **st}, path)
+
+
+def resume_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRegularizer) -> dict | None:
+    """The saved epoch's state restored into the objects, or None where there is none."""
+    if not path.is_file():
+        return None
+    saved = load_train_state(path)
+    if saved.get("numerics", "cpu-fp32") != numerics.label:
+        raise BenchError(f"{path}: a {saved.get('numerics')} training state, but this run trains with "
+                         f"{numerics.label}; resume it with the device it started on, or delete the file to restart")
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    data_gen.set_state(saved["data_gen"])
+    reg.load_state_dict(saved)
+    return {k: saved[k] for k in fresh_state()}
+
+
+def export(path: Path, card: ModelCard, seed: int, model, data: TrainingData, reg: NoRegularizer, st: dict,
+           dev: torch.device, numerics: Numerics) -> None:
+    """The self-contained best-validation checkpoint that bench.load_model reads."""
+    best = st["best"]
+    atomic_save({
+        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "model_name": card.name, "seed": seed,
+        "card": canonical_json(card), "card_hash": card.card_hash, "arch": card.arch, "config": model.config,
+        "regularizer": card.regularizer_label, "dataset": data.dataset.name, "classes": list(data.dataset.classes),
+        "state_dict": best["model"], "state_hash": state_hash(best["model"]), "best_epoch": best["epoch"],
+        "taps": list(TAPS), "layer_weights": best["layer_weights"], "history": st["history"],
+        "target": json.dumps(reg.target.description, sort_keys=True) if reg.target is not None else "",
+        "train_seconds": st["seconds"], "device": device_label(dev), "packages": package_versions(),
+        "numerics": numerics.label, "provenance": provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else ""),
+    }, path)
+
+
+def train(card: ModelCard, seed: int, workdir: Path, device: str = "auto", data_root: Path | None = None,
+          progress: Progress | None = None, on_epoch_end: Callable[[int], None] | None = None,
+          deterministic: bool = False) -> Path:
+    """Train (or resume) one model; returns the exported best-validation checkpoint."""
+    progress = progress or Silent()
+    dev = resolve_device(device)
+    numerics = training_numerics(dev)
+    out = model_dir(workdir, card, seed, numerics)
+    final = out / "model.pt"
+    if final.is_file():
+        return final
+    configure_device(dev, deterministic)
+    _note_other_numerics(out, card, seed, numerics, progress)
+    tr, data = card.trainer, training_data(card, data_root, dev)
     torch.manual_seed(seed)  # weight initialisation only; everything else has its own generator
-    model = build_model(card.arch, ds.num_classes, card.width).to(dev)
-    reg = card.regularizer if card.regularizer_label != "none" else None  # alpha = 0 skips the pair path, as the follow-up code
-    head = target = sampler = stimuli = None
-    params = list(model.parameters())
-    if reg is not None:
-        target = build_target(reg.target, data_root)
-        stimuli = target.images.to(dev)
-        channels = [f.shape[1] for f in model.features(stimuli[:2])]
-        head = SimilarityHead(channels, reg.ema_beta).to(dev)
-        sampler = PairSampler(target.n, reg.pairs_per_step, seed)
-        params += list(head.parameters())
-    opt = torch.optim.SGD(params, lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay)
+    model = build_model(card.arch, data.dataset.num_classes, card.width, input_scale=card.input_scale).to(dev)
+    reg = make_regularizer(card, model, seed, dev, data_root)
+    opt = torch.optim.SGD(list(model.parameters()) + reg.parameters(), lr=tr.lr, momentum=tr.momentum,
+                          weight_decay=tr.weight_decay)
     data_gen = torch.Generator().manual_seed(seed)
-
-    st = {"epoch": 0, "best_val_loss": math.inf, "best": None, "history": [], "seconds": 0.0}
     state_file = out / "state.pt"
-    if state_file.is_file():
-        saved = load_train_state(state_file)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        data_gen.set_state(saved["data_gen"])
-        if head is not None:
-            head.load_state_dict(saved["head"])
-            sampler.load_state_dict(saved["pairs"])
-        st = {k: saved[k] for k in st}
+    st = resume_state(state_file, numerics, model, opt, data_gen, reg)
+    if st is not None:
         progress.log(f"{card.name} seed {seed}: resuming after epoch {st['epoch']}")
+    st = st or fresh_state()
 
-    steps = len(y_tr) // tr.batch_size
+    steps = len(data.y) // tr.batch_size
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     progress.start(f"train {card.name} seed {seed}", (tr.epochs - st["epoch"]) * steps)
     for epoch in range(st["epoch"], tr.epochs):
@@ -106,58 +160,39 @@ def train(card: ModelCard, seed: int, workdir: Path, device: str = "auto", data_
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
-        if head is not None:
-            head.train()
-        order = torch.randperm(len(y_tr), generator=data_gen).to(dev)
+        reg.train()
+        order = torch.randperm(len(data.y), generator=data_gen).to(dev)
         sums = torch.zeros(3, device=dev)  # ce, sim, correct
         for b in range(steps):
             idx = order[b * tr.batch_size:(b + 1) * tr.batch_size]
-            x, y = x_tr[idx], y_tr[idx]
+            x, y = data.x[idx], data.y[idx]
             if tr.augment:
                 x = crop_flip(x, data_gen)
             with autocast:
                 logits = model(x).float()
-                loss = ce = F.cross_entropy(logits, y)
-                sim = torch.zeros((), device=dev)
-                if head is not None:
-                    i, j = sampler.next()
-                    s_cnn = head(model.features(stimuli[i.to(dev)]), model.features(stimuli[j.to(dev)]))
-                    sim = similarity_loss(s_cnn, target.lookup(i, j).to(dev), reg.loss_convention, reg.loss_eps)
-                    loss = ce + reg.alpha * sim
+                ce = F.cross_entropy(logits, y)
+                term, sim = reg.loss(model)
+                loss = ce + term
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sums += torch.stack([ce.detach(), sim.detach(), (logits.argmax(1) == y).sum().float() / len(y)])
             progress.advance()
-        val_loss, val_acc = _validate(model, x_val, y_val)
+        val_loss, val_acc = _validate(model, data.x_val, data.y_val)
         st["seconds"] += time.perf_counter() - t0
         means = (sums / max(steps, 1)).tolist()
         record = {"epoch": epoch + 1, "lr": lr, "train_ce": means[0], "train_sim": means[1], "train_acc": means[2],
-                  "val_loss": val_loss, "val_acc": val_acc,
-                  "layer_weights": head.layer_weights.tolist() if head is not None else []}
+                  "val_loss": val_loss, "val_acc": val_acc, "layer_weights": reg.layer_weights}
         st["history"].append(record)
         if math.isnan(val_loss) or val_loss < st["best_val_loss"]:
             st["best_val_loss"] = val_loss if not math.isnan(val_loss) else math.inf
             st["best"] = {"epoch": epoch + 1, "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
                           "layer_weights": record["layer_weights"]}
         st["epoch"] = epoch + 1
-        atomic_save({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "data_gen": data_gen.get_state(),
-                     "head": head.state_dict() if head is not None else {},
-                     "pairs": sampler.state_dict() if sampler is not None else {}, **st}, state_file)
+        save_state(state_file, numerics, model, opt, data_gen, reg, st)
         progress.log(f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
                      f"sim {means[1]:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
-
-    best = st["best"]
-    atomic_save({
-        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "model_name": card.name, "seed": seed,
-        "card": canonical_json(card), "card_hash": card.card_hash, "arch": card.arch, "config": model.config,
-        "regularizer": card.regularizer_label, "dataset": ds.name, "classes": list(ds.classes),
-        "state_dict": best["model"], "state_hash": state_hash(best["model"]), "best_epoch": best["epoch"],
-        "taps": list(TAPS), "layer_weights": best["layer_weights"], "history": st["history"],
-        "target": json.dumps(target.description, sort_keys=True) if target is not None else "",
-        "train_seconds": st["seconds"], "device": device_label(dev), "packages": package_versions(),
-    }, final)
+    export(final, card, seed, model, data, reg, st, dev, numerics)
     return final

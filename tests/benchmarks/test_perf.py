@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.evals.adversarial import PGD, PGDParams
+from bench.evals.pgd import PGD, PGDParams
 from bench.evals.base import EvalContext
+from bench.evals.image_rng import ImageRNG
 from bench.evals.noise import add_noise
 from bench.models import build_model
 from bench.train.pairs import PairSampler
@@ -62,7 +63,8 @@ def test_bench_noise_eval_batch(benchmark, setup):
 
     @torch.no_grad()
     def batch():
-        return model(add_noise(x, "gaussian", 0.1, torch.Generator().manual_seed(0))).argmax(1)
+        # the per-image generators (common random numbers) are part of the cost
+        return model(add_noise(x, "gaussian", 0.1, ImageRNG.for_images(0, torch.arange(250)))).argmax(1)
 
     benchmark(batch)
 
@@ -127,7 +129,9 @@ def trained():
 
 
 # the battery-quick suite's schedules
-BATTERY = dict(steps=20, search_steps=6, bb_steps=50, boundary_steps=200, hsj_steps=5, hsj_gradient_evals=20)
+BATTERY = {"pgd": {"steps": 20, "search_steps": 6}, "bim": {"steps": 20, "search_steps": 6}, "deepfool": {"steps": 20},
+           "fmn": {"steps": 20}, "brendel-bethge": {"steps": 50}, "boundary": {"steps": 200},
+           "hopskipjump": {"steps": 5, "gradient_evals": 20}}
 
 
 @pytest.mark.parametrize("attack", ["pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump"])
@@ -137,7 +141,7 @@ def test_bench_minimal_attack_32_images(benchmark, trained, attack):
     from bench.evals.minimal import Minimal, MinimalParams
 
     model, x, y = trained
-    ev = Minimal(MinimalParams(attacks=(attack,), **BATTERY))
+    ev = Minimal(MinimalParams(attacks=(attack,), options={attack: BATTERY[attack]}))
     out = benchmark.pedantic(lambda: ev.run(model, x, y, EvalContext(torch.device("cpu"), 0, 32)),
                              rounds=1, warmup_rounds=1 if attack == "brendel-bethge" else 0)  # numba JIT first
     assert all(m.value == m.value for m in out.metrics)
@@ -149,14 +153,14 @@ def test_bench_minimal_ensemble_scales_with_images(benchmark, trained, n):
     from bench.evals.minimal import Minimal, MinimalParams
 
     model, x, y = trained
-    ev = Minimal(MinimalParams(attacks=("pgd", "bim", "deepfool", "fmn", "boundary", "hopskipjump"), **BATTERY))
+    attacks = ("pgd", "bim", "deepfool", "fmn", "boundary", "hopskipjump")
+    ev = Minimal(MinimalParams(attacks=attacks, options={a: BATTERY[a] for a in attacks}))
     benchmark.pedantic(lambda: ev.run(model, x[:n], y[:n], EvalContext(torch.device("cpu"), 0, 32)), rounds=1)
 
 
 def test_bench_cifar_c_all_corruptions_250_images(benchmark):
     """All 15 corruptions at severity 3 on 250 28x28 images (generation only, no model)."""
-    from bench.evals.cifar_c import CIFAR_C
-    from bench.evals.corruptions import corrupt
+    from bench.evals.cifar_c import CIFAR_C, corrupt
 
     x = torch.rand(250, 1, 28, 28)
     benchmark.pedantic(lambda: [corrupt(x, name, 3, 0) for name in CIFAR_C], rounds=3)

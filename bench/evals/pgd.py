@@ -13,7 +13,8 @@ from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
 from bench.evals.attacks import Norm, distances, foolbox
-from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
+from bench.evals.base import EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
+from bench.evals.reporting import Curve, MetricId, ReportSpec
 
 CLEAN_ERRORS = "clean errors count as failures (Foolbox semantics): robust accuracy <= clean accuracy"
 
@@ -68,37 +69,42 @@ def attack_at(attack, fmodel, x: torch.Tensor, y: torch.Tensor, eps: float, norm
     return torch.cat(advs)
 
 
-@EVALUATIONS.register("pgd")
 class PGD(Evaluation):
     Params = PGDParams
     kind = "pgd"
     grid = "epsilons"
+    version = 3  # 3: random starts common to all models (2: sanity flags and the large-epsilon probe)
 
-    version = 2  # 2: sanity flags and the large-epsilon probe (numbers of 1 unchanged)
-    unseeded = ("sanity_epsilon", "sanity_limit")
+    @property
+    def metric(self) -> MetricId:
+        return MetricId(f"pgd-{self.params.norm}")
+
+    @property
+    def stream(self) -> str:
+        return self.metric.name
+
+    def report(self) -> ReportSpec:
+        return ReportSpec(curves=(Curve(self.metric, f"{self.params.norm} epsilon ([0,1] scale)", "epsilon",
+                                        "PGD robust accuracy (clean errors count), mean ± SEM over seeds",
+                                        headline=True, robustbench="eps" if self.params.norm == "linf" else ""),))
 
     def work(self, n_images: int) -> int:
         return n_images * (len(self.params.epsilons) + (self.params.sanity_epsilon != 0))
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        fb, p = foolbox(), self.params
+        fb, p, name = foolbox(), self.params, self.metric.label
         attack = pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start)
         fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=ctx.device)
-        name = f"pgd-{p.norm}"
         out = EvalOutput(notes={"attack": f"foolbox {type(attack).__name__}", "semantics": CLEAN_ERRORS})
-        points = []
         for eps in p.epsilons:
             adv = attack_at(attack, fmodel, x, y, eps, p.norm, self.point_seed(ctx, eps), ctx, name)
-            robust = (predict(model, adv, ctx) == y).float()
-            points.append((eps, robust.double().mean().item()))
-            out.metrics.append(Metric(name, eps, "accuracy", points[-1][1]))
-            out.examples.append((name, eps, robust))
-        clean = (predict(model, x, ctx) == y).double().mean().item()
-        out.flags += sanity.accuracy_curve_flags(name, points, clean)
+            out.accuracy(self.metric, eps, predict(model, adv, ctx) == y)
+        clean = ctx.clean_correct(model, x, y).double().mean().item()
+        out.flags += sanity.accuracy_curve_flags(name, out.points(self.metric), clean)
         big = sanity_epsilon(p.sanity_epsilon, p.norm, x)
         if big > 0:
             adv = attack_at(attack, fmodel, x, y, big, p.norm, self.point_seed(ctx, ("sanity", big)), ctx, name)
             acc = (predict(model, adv, ctx) == y).double().mean().item()
-            out.metrics.append(Metric(name, big, "sanity probe accuracy", acc))
+            out.metrics.append(Metric(self.metric, big, "sanity probe accuracy", acc))
             out.flags += sanity.near_zero_flag(name, big, acc, p.sanity_limit)
         return out

@@ -1,0 +1,77 @@
+"""How an evaluation's numbers are reported, declared by the evaluation itself: the report code
+iterates over these declarations and never recognises an evaluation by its name.
+
+- ``Curve``: accuracy against a parameter (noise level, epsilon, severity), one 'accuracy' number
+  and per-image correctness per point. Every curve gets per-point paired tests (McNemar and a
+  bootstrap) and a per-image AUC; a headline curve is also an AUC column of the main table.
+- ``Summary``: one number per model seed (clean accuracy, a median perturbation, a mean
+  accuracy), a main-table column with its paired test.
+- ``DetailTable``: an evaluation's own table (the attack ensemble per attack, corruptions per
+  corruption), a pure function of its rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class MetricId:
+    """What a number measures: a metric name, and for a transfer attack the model it came from."""
+
+    name: str  # e.g. 'noise-gaussian', 'pgd-linf', 'transfer-linf', 'minimal-l2'
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        """The flat name used in results.csv and references ('transfer-linf:quick-none')."""
+        return f"{self.name}:{self.source}" if self.source else self.name
+
+
+@dataclass(frozen=True)
+class Curve:
+    metric: MetricId
+    axis: str  # the x-axis label of its plot panel
+    plot: str  # figure file stem; curves naming the same figure share it (a panel each, or pooled)
+    title: str  # the figure's title
+    headline: bool = False  # an AUC column in the main table and the paired-comparisons table
+    monotone: bool = True  # robust accuracy must not rise with the parameter (sanity flag)
+    pooled: bool = False  # drawn as the mean over the figure's curves, one line per model
+    whitebox: MetricId | None = None  # a black-box curve: flag it where it beats this white-box curve
+    robustbench: Literal["", "autoattack", "eps"] = ""  # fills RobustBench's autoattack_acc (and eps), or only eps
+
+
+@dataclass(frozen=True)
+class Summary:
+    column: str  # main-table column, e.g. 'clean', 'minimal-l2 median', 'corruptions mean'
+    metric: MetricId
+    statistic: str  # the stored number per model seed ('accuracy', 'median', 'mean accuracy')
+    examples: str  # the per-image values its paired test resamples ('accuracy', 'distance', ...)
+    # the paired comparison: accuracy (per seed McNemar on per-image correctness, and the mean
+    # difference), median shift or mean difference of per-image values; 'none': not compared
+    test: Literal["mcnemar", "median-shift", "mean-difference", "none"]
+    percent: bool = True
+    higher_is_better: bool = True
+    ranked: bool = True  # takes part in the ranks (a measurement that is not a merit does not)
+    distribution_plot: str = ""  # figure file stem for the ECDF of the per-image values
+    robustbench: str = ""  # a RobustBench model-info field it fills ('clean_acc')
+    note: str = ""  # what the column means, listed under the table
+
+
+@dataclass(frozen=True)
+class DetailTable:
+    title: str
+    note: str
+    build: Callable[["pd.DataFrame", list[str]], "pd.DataFrame"]  # (this evaluation's result rows, models) -> table
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    curves: tuple[Curve, ...] = ()
+    summaries: tuple[Summary, ...] = ()
+    tables: tuple[DetailTable, ...] = ()
+
+    def metrics(self) -> set[MetricId]:
+        return {c.metric for c in self.curves} | {s.metric for s in self.summaries}

@@ -1,0 +1,99 @@
+"""The similarity term of the loss as one object (method.md §3): the target and its stimuli on the
+device, the similarity head, the pair sampler and their state. The baseline gets the null
+object, so the training loop has no special cases."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.cards import ModelCard, RegularizerSpec
+from bench.data import load_dataset, train_val_split
+from bench.targets import SimilarityTarget, build_target
+from bench.train.pairs import PairSampler
+from bench.train.similarity import SimilarityHead, similarity_loss
+
+
+class NoRegularizer:
+    """alpha = 0 or no regularizer: no pair path at all (as the follow-up code), so BatchNorm never
+    sees stimuli."""
+
+    target = None
+
+    def parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def train(self) -> None:
+        pass
+
+    def loss(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the weighted term added to the loss, the unweighted similarity loss for the logs)"""
+        zero = torch.zeros((), device=next(model.parameters()).device)
+        return zero, zero
+
+    @property
+    def layer_weights(self) -> list[float]:
+        return []
+
+    def state_dict(self) -> dict:
+        return {"head": {}, "pairs": {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def card_target(card: ModelCard, seed: int, data_root: Path | None = None) -> SimilarityTarget | None:
+    """The target a card's model of one training seed trains on (None for the baseline): never
+    with the card's validation images among its stimuli, and a shuffle control's permutation of
+    its own per training seed."""
+    if card.regularizer_label == "none":
+        return None
+    tr = card.trainer
+    n = len(load_dataset(card.dataset, data_root).train_y)
+    _, val_idx = train_val_split(n, tr.val_fraction, tr.split_seed)
+    return build_target(card.regularizer.target, data_root, training_seed=seed, exclude={card.dataset: val_idx})
+
+
+class PairRegularizer(NoRegularizer):
+    """alpha x (similarity loss of k stimulus pairs per step), pairs among the training stimuli."""
+
+    def __init__(self, spec: RegularizerSpec, target: SimilarityTarget, model: nn.Module, seed: int,
+                 device: torch.device):
+        self.spec, self.target = spec, target
+        self.stimuli = self.target.images.to(device)
+        self.head = SimilarityHead(model.tap_channels(), spec.ema_beta).to(device)
+        self.sampler = PairSampler(self.target.training_stimuli, spec.pairs_per_step, seed)
+        self.device = device
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
+
+    def train(self) -> None:
+        self.head.train()
+
+    def loss(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        i, j = self.sampler.next()
+        s_cnn = self.head(model.features(self.stimuli[i.to(self.device)]), model.features(self.stimuli[j.to(self.device)]))
+        sim = similarity_loss(s_cnn, self.target.lookup(i, j).to(self.device), self.spec.loss_convention,
+                              self.spec.loss_eps)
+        return self.spec.alpha * sim, sim
+
+    @property
+    def layer_weights(self) -> list[float]:
+        return self.head.layer_weights.tolist()
+
+    def state_dict(self) -> dict:
+        return {"head": self.head.state_dict(), "pairs": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.head.load_state_dict(state["head"])
+        self.sampler.load_state_dict(state["pairs"])
+
+
+def make_regularizer(card: ModelCard, model: nn.Module, seed: int, device: torch.device,
+                     data_root: Path | None = None) -> NoRegularizer:
+    target = card_target(card, seed, data_root)
+    if target is None:
+        return NoRegularizer()
+    return PairRegularizer(card.regularizer, target, model, seed, device)
