@@ -1,4 +1,5 @@
 """neuroreg-bench: robustness benchmarks for image classifiers regularized with brain data."""
+
 from bench.numerics import activate_portable_at_import
 
 activate_portable_at_import()  # before torch and numpy load (a no-op unless BENCH_PORTABLE is set)

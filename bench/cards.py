@@ -1,5 +1,6 @@
 """Zoo cards (``models/*.toml``) and suite cards (``suites/*.toml``): found on a search path,
 parsed into typed dataclasses and validated on load."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from bench.config import content_hash, parse, read_toml
+from bench.config import identity_hash, parse, read_toml
 from bench.data import DATASETS
 from bench.errors import CardError, UnknownName
 from bench.models import ARCHITECTURES
@@ -22,8 +23,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # validation split, held-out stimuli, a shuffle permutation per training seed, no BatchNorm
 # update from probing the taps' channels)
 TRAINER_VERSION = 2
-Pos = Annotated[int, Field(ge=1)]
-NonNeg = Annotated[float, Field(ge=0)]
+# every number bounded to what can make sense: a huge finite value is a typo, not a setting
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Seeds = Annotated[tuple[Seed, ...], Field(min_length=1, max_length=10_000)]
 _FORBID = ConfigDict(extra="forbid")
 
 
@@ -54,29 +56,35 @@ def find_card(folder: str, name: str, kind: str) -> Path:
 @dataclass(frozen=True)
 class TrainerSpec:
     __pydantic_config__ = _FORBID
-    epochs: Pos = 40
-    batch_size: Pos = 64
-    lr: NonNeg = 0.1
-    lr_decay: NonNeg = 0.3
-    lr_step_epochs: Pos = 4
-    lr_cycle_epochs: Pos = 20
-    momentum: NonNeg = 0.9
-    weight_decay: NonNeg = 0.0
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 40
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.1
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 0.3
+    lr_step_epochs: Annotated[int, Field(ge=1, le=10_000)] = 4
+    lr_cycle_epochs: Annotated[int, Field(ge=1, le=10_000)] = 20
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.01
-    split_seed: int = 0
-    train_images: Annotated[int, Field(ge=0)] = 0  # 0: the whole training split; else a seeded subset
+    split_seed: Seed = 0
+    train_images: Annotated[int, Field(ge=0, le=100_000_000)] = 0  # 0: the whole training split; else a seeded subset
     augment: bool = True  # random crop (pad 4, reflect) + horizontal flip
 
 
 @dataclass(frozen=True)
 class RegularizerSpec:
     __pydantic_config__ = _FORBID
-    alpha: NonNeg
+    alpha: Annotated[float, Field(ge=0, le=1e4)]
     target: Any  # validated by the target registry into a TargetSpec
-    pairs_per_step: Pos = 16
+    pairs_per_step: Annotated[int, Field(ge=1, le=4096)] = 16
     loss_convention: Literal["code", "paper"] = "code"
-    loss_eps: Annotated[float, Field(gt=0)] = 1e-5
+    loss_eps: Annotated[float, Field(gt=0, le=0.1)] = 1e-5
     ema_beta: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    # BatchNorm's running statistics (what evaluation normalises with) during the pair path:
+    # 'shared', updated by stimuli and classification batches alike (the follow-up code, method.md
+    # §3); 'classification', updated by classification batches only (stimuli are still
+    # normalised by their own batch statistics). Natural-image stimuli in a Fashion-MNIST model
+    # cost clean accuracy through the shared statistics whatever alpha is (bench sweep).
+    pair_bn: Literal["shared", "classification"] = "shared"
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class ModelCard:
     # them as they are (the follow-up's Fashion-MNIST code)
     input_scale: Literal["centered", "unit"] = "centered"
     description: str = ""
-    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
+    seeds: Seeds = (0,)
     trainer: TrainerSpec = TrainerSpec()
     regularizer: RegularizerSpec | None = None
     name: str = ""  # the file's stem, set on load
@@ -108,7 +116,7 @@ class ModelCard:
         """The training recipe only (a new description or seed list does not retrain), and the
         trainer's version (a change of training code that alters weights does)."""
         recipe = {f: getattr(self, f) for f in ("arch", "dataset", "width", "input_scale", "trainer", "regularizer")}
-        return content_hash({**recipe, "trainer_version": TRAINER_VERSION})
+        return identity_hash({**recipe, "trainer_version": TRAINER_VERSION})
 
 
 def load_model_card(name: str) -> ModelCard:
@@ -125,6 +133,9 @@ def load_model_card(name: str) -> ModelCard:
         if not isinstance(target_table, dict):
             raise CardError(f"{where}: key 'regularizer.target' must be a table (got {target_table!r})")
     card = parse(ModelCard, raw, where)
+    repeated = sorted({s for s in card.seeds if card.seeds.count(s) > 1})
+    if repeated:
+        raise CardError(f"{where}: key 'seeds' lists {repeated} more than once; list each once")
     ARCHITECTURES.get(card.arch, f"{where}: key 'arch'")
     DATASETS.get(card.dataset, f"{where}: key 'dataset'")
     if card.regularizer is not None:
@@ -137,8 +148,8 @@ def load_model_card(name: str) -> ModelCard:
 @dataclass(frozen=True)
 class SubsetSpec:
     __pydantic_config__ = _FORBID
-    size: Pos
-    seed: int = 0
+    size: Annotated[int, Field(ge=1, le=100_000_000)]
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,7 @@ class CheckSpec:
     default: Annotated[float, Field(ge=0, le=1)] = 0.0
     relative: Annotated[float, Field(ge=0, le=1)] = 0.0
     tolerances: dict[str, Annotated[float, Field(ge=0, le=1e6)]] = field(default_factory=dict)
-    reference_seeds: tuple[int, ...] = ()
+    reference_seeds: tuple[Seed, ...] = ()
     false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     training_floor: Annotated[float, Field(ge=0, le=1)] = 0.01  # relative: what a zero seed spread still allows
 
@@ -180,6 +191,23 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class ExecutionSpec:
+    """Where a suite's trainings and cells run by default (``bench run`` options override it):
+    bench.executors."""
+
+    __pydantic_config__ = _FORBID
+    executor: Literal["serial", "local", "ray", "slurm", "slurm-local"] = "serial"
+    workers: Annotated[int, Field(ge=1, le=4096)] = 2  # local: worker processes
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # torch threads per worker; 0: 1 per worker (all cores serially)
+    address: str = ""  # ray: an existing cluster ('auto', 'host:port'); empty: start a local one
+    partition: str = ""  # slurm
+    time_min: Annotated[int, Field(ge=1, le=100_000)] = 240  # slurm: per job
+    gpus: Annotated[int, Field(ge=0, le=64)] = 0  # per training job (ray, slurm)
+    mem_gb: Annotated[int, Field(ge=1, le=4096)] = 16  # slurm: per job
+    retries: Annotated[int, Field(ge=0, le=100)] = 3  # ray: re-runs of a task whose worker died
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     kind: str
     params: Any  # the evaluation's Params dataclass
@@ -188,16 +216,17 @@ class EvalSpec:
 @dataclass(frozen=True)
 class SuiteCard:
     __pydantic_config__ = _FORBID
-    version: int
+    version: Annotated[int, Field(ge=0, le=2**31 - 1)]
     dataset: str
-    models: tuple[str, ...]
+    models: Annotated[tuple[str, ...], Field(min_length=1, max_length=1000)]
     subset: SubsetSpec
     evaluations: tuple[Any, ...]
-    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
+    seeds: Seeds = (0,)
     description: str = ""
-    batch_size: Pos = 250
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 250
     compare: CompareSpec = CompareSpec()
     check: CheckSpec = CheckSpec()
+    execution: ExecutionSpec = ExecutionSpec()
     name: str = ""
     path: str = ""
     cards: tuple[Any, ...] = field(default=(), repr=False)  # the loaded ModelCards, in order
@@ -223,9 +252,21 @@ def load_suite_card(name: str) -> SuiteCard:
         params = parse(ev.Params, ev.prepare({k: v for k, v in table.items() if k != "kind"}), where, prefix)
         for source in ev(params).sources():
             if source not in suite.models:
-                raise CardError(f"{where}: key '{prefix}.source': model {source!r} is not one of the suite's models "
-                                f"{list(suite.models)}; add it to 'models'")
+                raise CardError(
+                    f"{where}: key '{prefix}.source': model {source!r} is not one of the suite's models "
+                    f"{list(suite.models)}; add it to 'models'"
+                )
         evals.append(EvalSpec(table["kind"], params))
+    for key, values in (
+        ("models", suite.models),
+        ("seeds", suite.seeds),
+        ("check.reference_seeds", suite.check.reference_seeds),
+    ):
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if repeated:
+            raise CardError(
+                f"{where}: key '{key}' lists {', '.join(map(repr, repeated))} more than once; list each once"
+            )
     cards = []
     for model in suite.models:
         try:
@@ -239,10 +280,14 @@ def load_suite_card(name: str) -> SuiteCard:
             )
         cards.append(card)
     if suite.check.reference_seeds and suite.seeds[0] not in suite.check.reference_seeds:
-        raise CardError(f"{where}: key 'check.reference_seeds' must include the suite's first seed {suite.seeds[0]} "
-                        "(its models are the reference's committed checkpoints)")
+        raise CardError(
+            f"{where}: key 'check.reference_seeds' must include the suite's first seed {suite.seeds[0]} "
+            "(its models are the reference's committed checkpoints)"
+        )
     for key in ("baseline", "control"):
         ref = getattr(suite.compare, key)
         if ref and ref not in suite.models:
-            raise CardError(f"{where}: key 'compare.{key}': {ref!r} is not one of the suite's models {list(suite.models)}")
+            raise CardError(
+                f"{where}: key 'compare.{key}': {ref!r} is not one of the suite's models {list(suite.models)}"
+            )
     return dataclasses.replace(suite, name=path.stem, path=where, evaluations=tuple(evals), cards=tuple(cards))

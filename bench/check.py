@@ -14,6 +14,7 @@ medians, training losses) the rule is
 with sd_ref the spread over the k_ref seeds trained when the reference was written, and t the
 two-sided Student-t quantile (df = k_ref - 1) at a family-wise false-alarm rate over all columns
 (Bonferroni). Pure functions; reading and writing the reference file are the only I/O."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,15 @@ REFERENCE_VERSION = 2
 
 def reference_numbers(results: pd.DataFrame) -> list[dict]:
     rows = results[KEY + ["value"]].sort_values(KEY, na_position="first").to_dict("records")
-    return [{**r, "seed": int(r["seed"]), "param": None if pd.isna(r["param"]) else float(r["param"]),
-             "value": float(r["value"])} for r in rows]
+    return [
+        {
+            **r,
+            "seed": int(r["seed"]),
+            "param": None if pd.isna(r["param"]) else float(r["param"]),
+            "value": float(r["value"]),
+        }
+        for r in rows
+    ]
 
 
 # --------------------------------------------------------------------------- the reference file
@@ -63,10 +71,15 @@ class Reference:
 
 
 def write_reference(path: Path, ref: Reference) -> None:
-    doc = {"format": REFERENCE_FORMAT, "format_version": REFERENCE_VERSION, "suite": ref.suite,
-           "suite_version": ref.suite_version, "written": ref.written,
-           "evaluation": {"fixtures": [f.__dict__ for f in ref.fixtures], "numbers": ref.numbers},
-           "training": {"seeds": ref.training_seeds, "columns": ref.columns}}
+    doc = {
+        "format": REFERENCE_FORMAT,
+        "format_version": REFERENCE_VERSION,
+        "suite": ref.suite,
+        "suite_version": ref.suite_version,
+        "written": ref.written,
+        "evaluation": {"fixtures": [f.__dict__ for f in ref.fixtures], "numbers": ref.numbers},
+        "training": {"seeds": ref.training_seeds, "columns": ref.columns},
+    }
     # inf is written as Infinity (Python's json reads it back)
     atomic_write_text(Path(path), json.dumps(doc, indent=1) + "\n")
 
@@ -76,7 +89,9 @@ def read_reference(path: Path, suite: SuiteCard) -> Reference:
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise BenchError(f"{path}: no reference file; create it with 'bench check {suite.name} --against {path} --update'") from None
+        raise BenchError(
+            f"{path}: no reference file; create it with 'bench check {suite.name} --against {path} --update'"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path}: not valid JSON ({exc}); {regenerate}") from None
     except OSError as exc:
@@ -84,15 +99,26 @@ def read_reference(path: Path, suite: SuiteCard) -> Reference:
     if not isinstance(doc, dict) or doc.get("format") != REFERENCE_FORMAT:
         raise BenchError(f"{path}: not a {REFERENCE_FORMAT} file; {regenerate}")
     if doc.get("format_version") != REFERENCE_VERSION:
-        raise BenchError(f"{path}: reference format {doc.get('format_version', 1)}, this version reads "
-                         f"{REFERENCE_VERSION}; {regenerate}")
+        raise BenchError(
+            f"{path}: reference format {doc.get('format_version', 1)}, this version reads "
+            f"{REFERENCE_VERSION}; {regenerate}"
+        )
     if (doc.get("suite"), doc.get("suite_version")) != (suite.name, suite.version):
-        raise BenchError(f"{path}: reference of suite {doc.get('suite')} v{doc.get('suite_version')}, not "
-                         f"{suite.name} v{suite.version}; {regenerate}")
+        raise BenchError(
+            f"{path}: reference of suite {doc.get('suite')} v{doc.get('suite_version')}, not "
+            f"{suite.name} v{suite.version}; {regenerate}"
+        )
     try:
         ev, tr = doc["evaluation"], doc["training"]
-        return Reference(doc["suite"], doc["suite_version"], [Fixture(**f) for f in ev["fixtures"]], ev["numbers"],
-                         tr["seeds"], tr["columns"], doc.get("written", {}))
+        return Reference(
+            doc["suite"],
+            doc["suite_version"],
+            [Fixture(**f) for f in ev["fixtures"]],
+            ev["numbers"],
+            tr["seeds"],
+            tr["columns"],
+            doc.get("written", {}),
+        )
     except (KeyError, TypeError) as exc:
         raise BenchError(f"{path}: malformed reference ({type(exc).__name__}: {exc}); {regenerate}") from None
 
@@ -126,15 +152,24 @@ class Change:
 
 def compare(reference: list[dict], results: pd.DataFrame, suite: SuiteCard) -> list[Change]:
     """Every number of either side, paired by (model, seed, evaluation, param, statistic)."""
+
     def key(r):
-        return (r["model"], int(r["seed"]), r["evaluation"], None if r["param"] is None else float(r["param"]), r["statistic"])
+        return (
+            r["model"],
+            int(r["seed"]),
+            r["evaluation"],
+            None if r["param"] is None else float(r["param"]),
+            r["statistic"],
+        )
 
     ref = {key(r): float(r["value"]) for r in reference}
     cur = {key(r): float(r["value"]) for r in reference_numbers(results)}
     changes = []
     for k in sorted(set(ref) | set(cur), key=lambda k: (k[0], k[1], k[2], -1 if k[3] is None else k[3], k[4])):
         reference_value = ref.get(k, math.nan)
-        changes.append(Change(*k, reference_value, cur.get(k, math.nan), suite.check.tolerance(k[2], k[4], reference_value)))
+        changes.append(
+            Change(*k, reference_value, cur.get(k, math.nan), suite.check.tolerance(k[2], k[4], reference_value))
+        )
     return changes
 
 
@@ -150,11 +185,19 @@ def training_columns(per_seed: pd.DataFrame, trainings: pd.DataFrame) -> pd.Data
     for _, t in trainings.iterrows():
         history = json.loads(t["history"])
         last, best = history[-1], history[int(t["best_epoch"]) - 1]
-        rows += [{"model": t["model"], "seed": int(t["seed"]), "column": "train ce (last epoch)", "value": last["train_ce"]},
-                 {"model": t["model"], "seed": int(t["seed"]), "column": "val acc (best epoch)", "value": best["val_acc"]}]
+        rows += [
+            {"model": t["model"], "seed": int(t["seed"]), "column": "train ce (last epoch)", "value": last["train_ce"]},
+            {"model": t["model"], "seed": int(t["seed"]), "column": "val acc (best epoch)", "value": best["val_acc"]},
+        ]
         if t["regularizer"] != "none":
-            rows.append({"model": t["model"], "seed": int(t["seed"]), "column": "train sim (last epoch)",
-                         "value": last["train_sim"]})
+            rows.append(
+                {
+                    "model": t["model"],
+                    "seed": int(t["seed"]),
+                    "column": "train sim (last epoch)",
+                    "value": last["train_sim"],
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "seed", "column", "value"])
 
 
@@ -195,14 +238,18 @@ class Drift:
 def t_quantile(n_columns: int, k_reference: int, false_alarm: float) -> float:
     """Two-sided Student-t quantile at a family-wise false-alarm rate over ``n_columns``."""
     if k_reference < 3:
-        raise BenchError(f"the training check needs at least 3 reference seeds (has {k_reference}); list more in the "
-                         "suite card's [check] reference_seeds and run --update")
+        raise BenchError(
+            f"the training check needs at least 3 reference seeds (has {k_reference}); list more in the "
+            "suite card's [check] reference_seeds and run --update"
+        )
     return float(student_t.ppf(1 - false_alarm / (2 * max(n_columns, 1)), k_reference - 1))
 
 
 def compare_training(reference: list[dict], current: pd.DataFrame, false_alarm: float, floor: float) -> list[Drift]:
     """The statistical rule of the module docstring, per (model, column) of either side."""
-    ref = {(r["model"], r["column"]): np.asarray([v for v in r["values"] if not math.isnan(v)], float) for r in reference}
+    ref = {
+        (r["model"], r["column"]): np.asarray([v for v in r["values"] if not math.isnan(v)], float) for r in reference
+    }
     cur = {k: g["value"].to_numpy(float) for k, g in current.groupby(["model", "column"], sort=False)}
     k_ref = max((len(v) for v in ref.values()), default=0)
     t = t_quantile(len(ref), k_ref, false_alarm) if ref else math.nan

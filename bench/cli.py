@@ -1,11 +1,14 @@
 """The ``bench`` command line. Errors caused by input print one line and exit 2; Ctrl-C keeps
 what is finished (epochs, cells) and says how to resume."""
+
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,11 +17,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.config import as_dict, canonical_json
 from bench.errors import BenchError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="neuroreg-bench: train brain-regularized classifiers and benchmark their robustness.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="neuroreg-bench: train brain-regularized classifiers and benchmark their robustness.",
+)
 zoo = typer.Typer(no_args_is_help=True, help="The model zoo: cards in models/, training, export.")
 app.add_typer(zoo, name="zoo")
-neural = typer.Typer(no_args_is_help=True, help="Neural targets: simulate recordings, fit predictive models, build and validate targets.")
+neural = typer.Typer(
+    no_args_is_help=True, help="Neural targets: simulate recordings, fit predictive models, build and validate targets."
+)
 app.add_typer(neural, name="neural")
 out = Console(soft_wrap=True)
 # progress and per-epoch logs; wide lines when written to a file or a CI log, not 80 columns
@@ -26,21 +35,30 @@ err = Console(stderr=True, log_path=False, width=None if sys.stderr.isatty() els
 
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Workdir = Annotated[Path, typer.Option(help="Where checkpoints (and by default the store) live.")]
-Store = Annotated[Optional[Path], typer.Option(help="Results database [default: WORKDIR/results.sqlite].")]
-DataRoot = Annotated[Optional[Path], typer.Option(help="Folder with datasets (before $BENCH_DATA).")]
+Store = Annotated[Path | None, typer.Option(help="Results database (default WORKDIR/results.sqlite).")]
+DataRoot = Annotated[Path | None, typer.Option(help="Folder with datasets (before $BENCH_DATA).")]
 Reports = Annotated[Path, typer.Option(help="Leaderboards go to REPORTS/SUITE/.")]
 
 
 @app.callback()
-def _global_options(portable: Annotated[bool, typer.Option(
-        "--portable", help="Pin every numeric library to one code path at one thread, so that CPU results are "
-        "bit-identical across x86 machines with AVX2 (slower; BENCH_PORTABLE=baseline for older CPUs). Give it "
-        "first: bench --portable run quick.")] = False) -> None:
+def _global_options(
+    portable: Annotated[
+        bool,
+        typer.Option(
+            "--portable",
+            help="Pin every numeric library to one code path at one thread, so that CPU results are "
+            "bit-identical across x86 machines with AVX2 (slower; BENCH_PORTABLE=baseline for older CPUs). Give it "
+            "first: bench --portable run quick.",
+        ),
+    ] = False,
+) -> None:
     from bench.numerics import portable_level
 
     if portable and portable_level() is None:  # only the bench program itself can restart Python with it
-        raise BenchError("--portable: give it to the bench program itself (bench --portable COMMAND ...), or set "
-                         "BENCH_PORTABLE=avx2 before Python starts")
+        raise BenchError(
+            "--portable: give it to the bench program itself (bench --portable COMMAND ...), or set "
+            "BENCH_PORTABLE=avx2 before Python starts"
+        )
 
 
 def say(text: str) -> None:
@@ -67,59 +85,129 @@ class RichProgress:
 
 
 def _display() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
 
 
-def _store_path(workdir: Path, store: Optional[Path]) -> Path:
+def _store_path(workdir: Path, store: Path | None) -> Path:
     return store if store is not None else workdir / "results.sqlite"
 
 
-Deterministic = Annotated[bool, typer.Option("--deterministic", help="CUDA: deterministic cuBLAS/cuDNN and torch "
-                                             "algorithms (slower). CPU runs are deterministic already.")]
+def _open_store(workdir: Path, store: Path | None, create: bool = True):
+    """The results store, saying which one is used and whether it is new (a mistyped --store
+    would otherwise silently recompute everything into a new file)."""
+    from bench.store import ResultStore
+
+    db = ResultStore(_store_path(workdir, store), create=create)
+    err.print(f"store: {db.path}" + (" (new)" if db.created else ""), markup=False, highlight=False)
+    return db
+
+
+Deterministic = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="CUDA: deterministic cuBLAS/cuDNN and torch algorithms (slower). CPU runs are deterministic already.",
+    ),
+]
+
+
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="serial (this process), local (worker "
+        "processes), ray or slurm (default: the suite card's execution table, else serial).",
+    ),
+]
+Workers = Annotated[int | None, typer.Option(help="local: worker processes; slurm: jobs at once.")]
+Threads = Annotated[int | None, typer.Option(help="Torch threads per process (workers default to 1).")]
+Address = Annotated[str | None, typer.Option(help="ray: an existing cluster ('auto' or host:port).")]
+Partition = Annotated[str | None, typer.Option(help="slurm: the partition.")]
+TimeMin = Annotated[int | None, typer.Option("--time", help="slurm: minutes per job.")]
+Gpus = Annotated[int | None, typer.Option(help="ray, slurm: GPUs per training job.")]
+MemGb = Annotated[int | None, typer.Option("--mem", help="slurm: GB of memory per job.")]
 
 
 @app.command()
-def run(suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml) or a path to a card.")],
-        device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
-        data_root: DataRoot = None, reports: Reports = Path("reports"), deterministic: Deterministic = False) -> None:
+def run(
+    suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.toml) or a path to a card.")],
+    device: Device = "auto",
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    data_root: DataRoot = None,
+    reports: Reports = Path("reports"),
+    deterministic: Deterministic = False,
+    executor: ExecutorOpt = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    address: Address = None,
+    partition: Partition = None,
+    time: TimeMin = None,
+    gpus: Gpus = None,
+    mem: MemGb = None,
+) -> None:
     """Train what is missing, evaluate what is missing, print and write the leaderboard."""
     from bench.cards import load_suite_card
-    from bench.report import build_leaderboard, write_reports
-    from bench.store import ResultStore
+    from bench.executors import make_executor, merged_options
+    from bench.report import build_leaderboard, report_destination, write_reports
     from bench.suite import run_suite
 
     card = load_suite_card(suite)
-    with ResultStore(_store_path(workdir, store)) as db:
+    options = _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem)
+    report_destination(reports, card.name)  # a report that cannot be written fails before the work
+    with _open_store(workdir, store) as db:
         with _display() as display:
-            summary = run_suite(card, db, workdir, device, data_root, lambda: RichProgress(display),
-                                deterministic=deterministic)
+            runner = make_executor(options, card, workdir, device, data_root, deterministic, RichProgress(display))
+            try:
+                summary = run_suite(
+                    card,
+                    db,
+                    workdir,
+                    device,
+                    data_root,
+                    lambda: RichProgress(display),
+                    deterministic=deterministic,
+                    executor=runner,
+                )
+            finally:
+                getattr(runner, "close", lambda: None)()
         trained = ", ".join(summary.trained) or "none"
-        out.print(f"[bold]{card.name}[/] v{card.version}: trained {trained}; evaluated {summary.evaluated} cells, "
-                  f"{summary.skipped} already in the store ({summary.seconds:.0f} s)")
+        out.print(
+            f"[bold]{card.name}[/] v{card.version}: trained {trained}; evaluated {summary.evaluated} cells, "
+            f"{summary.skipped} already in the store ({summary.seconds:.0f} s)"
+        )
         board = build_leaderboard(card, db, summary.cells)
         dest = write_reports(board, reports)
     _print_board(board, dest)
 
 
 @app.command()
-def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
-           workdir: Workdir = Path(".bench"), store: Store = None, reports: Reports = Path("reports"),
-           format: Annotated[str, typer.Option("--format", help="What to print: text, markdown or latex.")] = "text",
-           device: Device = "auto") -> None:
+def report(
+    suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    reports: Reports = Path("reports"),
+    format: Annotated[str, typer.Option("--format", help="What to print: text, markdown or latex.")] = "text",
+    device: Device = "auto",
+) -> None:
     """Re-render a suite's leaderboard from the store (no training, no evaluation)."""
     from bench.cards import load_suite_card
-    from bench.report import build_leaderboard, write_reports
-    from bench.store import ResultStore
+    from bench.report import build_leaderboard, report_destination, write_reports
     from bench.suite import run_suite
 
     if format not in ("text", "markdown", "latex"):
         raise BenchError(f"--format {format!r}: expected text, markdown or latex")
     card = load_suite_card(suite)
-    path = _store_path(workdir, store)
-    if not path.is_file():
-        raise BenchError(f"{path}: no results store here; run 'bench run {card.name}' first or pass --store")
-    with ResultStore(path) as db:
+    report_destination(reports, card.name)
+    with _open_store(workdir, store, create=False) as db:
         plan = run_suite(card, db, workdir, device, train_missing=False)
         board = build_leaderboard(card, db, plan.cells)
         dest = write_reports(board, reports)
@@ -129,6 +217,32 @@ def report(suite: Annotated[str, typer.Argument(help="Suite name or card path.")
         say((dest / "leaderboard.md").read_text())
     else:
         _print_board(board, dest)
+
+
+def _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem):
+    """The suite's [execution] table with the command's options on top, validated; sets this
+    process's torch threads when asked."""
+    from bench.config import parse
+
+    if executor is not None and executor not in ("serial", "local", "ray", "slurm", "slurm-local"):
+        raise BenchError(f"--executor {executor!r}: expected serial, local, ray or slurm")
+    options = merged_options(
+        card,
+        executor=executor,
+        workers=workers,
+        threads=threads,
+        address=address,
+        partition=partition,
+        time_min=time,
+        gpus=gpus,
+        mem_gb=mem,
+    )
+    options = parse(type(options), as_dict(options), "command line")  # the same bounds as the card's
+    if options.threads and options.executor == "serial":
+        import torch
+
+        torch.set_num_threads(options.threads)
+    return options
 
 
 def _print_board(board, dest: Path) -> None:
@@ -144,27 +258,38 @@ def _print_board(board, dest: Path) -> None:
 
 
 @app.command()
-def check(suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
-          against: Annotated[Path, typer.Option(help="Reference JSON, e.g. reports/SUITE/reference.json.")],
-          update: Annotated[bool, typer.Option("--update", help="Train the reference seeds, commit one checkpoint per "
-                                               "model beside the reference and rewrite it.")] = False,
-          no_run: Annotated[bool, typer.Option("--no-run", help="Only read the store; do not train or evaluate.")] = False,
-          device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
-          data_root: DataRoot = None, deterministic: Deterministic = False) -> None:
+def check(
+    suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
+    against: Annotated[Path, typer.Option(help="Reference JSON, e.g. reports/SUITE/reference.json.")],
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Train the reference seeds, commit one checkpoint per model beside the reference and rewrite it.",
+        ),
+    ] = False,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Only read the store; do not train or evaluate.")] = False,
+    device: Device = "auto",
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    data_root: DataRoot = None,
+    deterministic: Deterministic = False,
+) -> None:
     """Check a suite against a reference: the committed checkpoints' evaluation numbers within the
     card's [check] tolerances, and freshly trained seeds within the reference's seed spread. Exit 1
     on a regression."""
     from bench.cards import load_suite_card
-    from bench.store import ResultStore
     from bench.suite.regression import check_against, update_reference
 
     card = load_suite_card(suite)
-    with ResultStore(_store_path(workdir, store)) as db, _display() as display:
+    with _open_store(workdir, store, create=not no_run) as db, _display() as display:
         bar = lambda: RichProgress(display)  # noqa: E731
         if update:
             ref = update_reference(card, db, workdir, against, device, data_root, bar, deterministic)
-            out.print(f"wrote {against}: {len(ref.numbers)} evaluation numbers of {len(ref.fixtures)} committed "
-                      f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}")
+            out.print(
+                f"wrote {against}: {len(ref.numbers)} evaluation numbers of {len(ref.fixtures)} committed "
+                f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}"
+            )
             return
         result = check_against(card, db, workdir, against, device, data_root, bar, not no_run, deterministic)
     _print_check(card.name, against, result)
@@ -177,39 +302,122 @@ def _print_check(name: str, against: Path, result) -> None:
 
     moved = [c for c in result.changes if c.delta != 0 or c.status != "ok"]
     if moved:
-        say(tabulate([[c.model, c.seed, c.evaluation, "" if c.param is None else f"{c.param:g}", c.statistic,
-                       f"{c.reference:.6g}", f"{c.current:.6g}", f"{c.delta:+.3g}", f"{c.tolerance:.3g}", c.status]
-                      for c in moved],
-                     headers=["model", "seed", "evaluation", "param", "statistic", "reference", "current", "delta",
-                              "tolerance", "status"]))
+        say(
+            tabulate(
+                [
+                    [
+                        c.model,
+                        c.seed,
+                        c.evaluation,
+                        "" if c.param is None else f"{c.param:g}",
+                        c.statistic,
+                        f"{c.reference:.6g}",
+                        f"{c.current:.6g}",
+                        f"{c.delta:+.3g}",
+                        f"{c.tolerance:.3g}",
+                        c.status,
+                    ]
+                    for c in moved
+                ],
+                headers=[
+                    "model",
+                    "seed",
+                    "evaluation",
+                    "param",
+                    "statistic",
+                    "reference",
+                    "current",
+                    "delta",
+                    "tolerance",
+                    "status",
+                ],
+            )
+        )
     bad = [c for c in result.changes if c.status != "ok"]
-    say(f"{name}: evaluation of the committed checkpoints: {len(result.changes)} numbers checked against {against}; "
-        f"{len(moved) - len(bad)} moved within tolerance, {len(bad)} regressions")
+    say(
+        f"{name}: evaluation of the committed checkpoints: {len(result.changes)} numbers checked against {against}; "
+        f"{len(moved) - len(bad)} moved within tolerance, {len(bad)} regressions"
+    )
     drifted = [d for d in result.drifts if d.delta != 0 or d.status != "ok"]
     if drifted:
-        say(tabulate([[d.model, d.column, f"{d.reference_mean:.4g} ± {d.reference_sd:.2g} (k={d.k_reference})",
-                       f"{d.current_mean:.4g} (k={d.k_current})", f"{d.delta:+.3g}", f"{d.allowed:.3g}", d.status]
-                      for d in drifted],
-                     headers=["model", "column", "reference mean ± SD", "current mean", "delta", "allowed", "status"]))
+        say(
+            tabulate(
+                [
+                    [
+                        d.model,
+                        d.column,
+                        f"{d.reference_mean:.4g} ± {d.reference_sd:.2g} (k={d.k_reference})",
+                        f"{d.current_mean:.4g} (k={d.k_current})",
+                        f"{d.delta:+.3g}",
+                        f"{d.allowed:.3g}",
+                        d.status,
+                    ]
+                    for d in drifted
+                ],
+                headers=["model", "column", "reference mean ± SD", "current mean", "delta", "allowed", "status"],
+            )
+        )
     bad = [d for d in result.drifts if d.status != "ok"]
-    say(f"{name}: training: {len(result.drifts)} columns (mean over seeds) checked against the reference's seed "
-        f"spread; {len(drifted) - len(bad)} moved within what it allows, {len(bad)} regressions")
+    say(
+        f"{name}: training: {len(result.drifts)} columns (mean over seeds) checked against the reference's seed "
+        f"spread; {len(drifted) - len(bad)} moved within what it allows, {len(bad)} regressions"
+    )
 
 
 @app.command()
-def sweep(model: Annotated[str, typer.Argument(help="A regularized model card (name or path).")],
-          alpha: Annotated[list[float], typer.Option("--alpha", help="An alpha of the grid (repeat).")],
-          threshold: Annotated[Optional[list[float]], typer.Option("--threshold", help="A threshold of the grid, for "
-                                                                   "thresholded targets (repeat).")] = None,
-          seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
-          level: Annotated[float, typer.Option(help="The Gaussian noise level of the robustness rule.")] = 0.3,
-          images: Annotated[int, typer.Option(help="Test images the rule is measured on.")] = 1000,
-          device: Device = "auto", workdir: Workdir = Path(".bench"), store: Store = None,
-          data_root: DataRoot = None, reports: Reports = Path("reports")) -> None:
+def merge(workdir: Workdir = Path(".bench"), store: Store = None) -> None:
+    """Merge the cell files workers wrote (WORKDIR/cells/) into the results store: idempotent,
+    safe to run again and while workers still write."""
+    from bench.store.cellfiles import merge as merge_cells
+
+    with _open_store(workdir, store) as db:
+        merged, present, bad = merge_cells(db, workdir)
+    say(f"merged {merged} cell files into {db.path}; {present} were already there")
+    for line in bad:
+        out.print(f"[yellow]unreadable cell file (left in place):[/] {line}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
+    device: Device = "auto",
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+) -> None:
+    """What of a suite is done, running, queued or missing: trainings, cells (stored, as files
+    not yet merged, running), and the Slurm jobs of the last run."""
+    from bench.cards import load_suite_card
+    from bench.suite.status import suite_status
+
+    card = load_suite_card(suite)
+    with _open_store(workdir, store, create=False) as db:
+        for line in suite_status(card, db, workdir, device):
+            say(line)
+
+
+@app.command()
+def sweep(
+    model: Annotated[str, typer.Argument(help="A regularized model card (name or path).")],
+    alpha: Annotated[list[float], typer.Option("--alpha", help="An alpha of the grid (repeat).")],
+    threshold: Annotated[
+        list[float] | None,
+        typer.Option("--threshold", help="A threshold of the grid, for thresholded targets (repeat)."),
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
+    level: Annotated[float, typer.Option(help="The Gaussian noise level of the robustness rule.")] = 0.3,
+    images: Annotated[int, typer.Option(help="Test images the rule is measured on.")] = 1000,
+    device: Device = "auto",
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    data_root: DataRoot = None,
+    reports: Reports = Path("reports"),
+) -> None:
     """Choose alpha (and threshold) by the follow-up's rule: regularized/baseline clean accuracy >= 0.9
     and robust accuracy ratio > 1 at the noise level, over seeds; writes REPORTS/sweeps/MODEL/."""
     from bench.cards import load_model_card
-    from bench.store import ResultStore
+    from bench.io import ensure_writable_folder
     from bench.suite.sweep import choose, run_sweep, write_sweep
 
     card = load_model_card(model)
@@ -218,14 +426,30 @@ def sweep(model: Annotated[str, typer.Argument(help="A regularized model card (n
         raise BenchError(f"--level {level:g}: expected a noise level in (0, 1]")
     if any(not 0 < a <= 1e4 for a in alpha):
         raise BenchError("--alpha: expected values in (0, 10000]")
-    with ResultStore(_store_path(workdir, store)) as db, _display() as display:
-        table, suite = run_sweep(card, alpha, threshold or [None], seed_list, level, images, db, workdir, device,
-                                 data_root, lambda: RichProgress(display))
+    if not 1 <= images <= 100_000_000:
+        raise BenchError(f"--images {images}: expected a positive number of test images")
+    ensure_writable_folder(reports, "the reports folder (--reports)", "pass --reports to a writable folder")
+    with _open_store(workdir, store) as db, _display() as display:
+        table, suite = run_sweep(
+            card,
+            alpha,
+            threshold or [None],
+            seed_list,
+            level,
+            images,
+            db,
+            workdir,
+            device,
+            data_root,
+            lambda: RichProgress(display),
+        )
     dest = write_sweep(table, card, seed_list, level, images, reports)
     say(table.to_string(index=False))
     chosen = choose(table)
-    say(f"chosen: {'none passes the rule' if chosen is None else chosen['model']} (rule: clean ratio >= 0.9 and robust "
-        f"ratio > 1 at Gaussian noise {level:g}, means over seeds {list(seed_list)}); wrote {dest}")
+    say(
+        f"chosen: {'none passes the rule' if chosen is None else chosen['model']} (rule: clean ratio >= 0.9 and robust "
+        f"ratio > 1 at Gaussian noise {level:g}, means over seeds {list(seed_list)}); wrote {dest}"
+    )
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -255,7 +479,9 @@ def zoo_list() -> None:
 
     for name in card_names("models"):
         card = load_model_card(name)
-        out.print(f"{name:28s} {card.arch}/w{card.width:<3d} {card.dataset:14s} {card.regularizer_label:16s} {card.card_hash}")
+        out.print(
+            f"{name:28s} {card.arch}/w{card.width:<3d} {card.dataset:14s} {card.regularizer_label:16s} {card.card_hash}"
+        )
 
 
 @zoo.command("show")
@@ -269,8 +495,14 @@ def zoo_show(name: str) -> None:
 
 
 @zoo.command("train")
-def zoo_train(name: str, seed: Annotated[int, typer.Option()] = 0, device: Device = "auto",
-              workdir: Workdir = Path(".bench"), data_root: DataRoot = None, deterministic: Deterministic = False) -> None:
+def zoo_train(
+    name: str,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "auto",
+    workdir: Workdir = Path(".bench"),
+    data_root: DataRoot = None,
+    deterministic: Deterministic = False,
+) -> None:
     """Train one model seed (resumes an interrupted run; does nothing if already trained)."""
     from bench.cards import load_model_card
     from bench.train.checkpoint import load_checkpoint
@@ -285,10 +517,13 @@ def zoo_train(name: str, seed: Annotated[int, typer.Option()] = 0, device: Devic
 
 
 @zoo.command("export")
-def zoo_export(name: str, to: Annotated[Path, typer.Option(help="Destination file.")],
-               seed: Annotated[int, typer.Option()] = 0, workdir: Workdir = Path(".bench"),
-               device: Annotated[str, typer.Option(help="Which training to export: the one made on auto, cpu or "
-                                                   "cuda.")] = "auto") -> None:
+def zoo_export(
+    name: str,
+    to: Annotated[Path, typer.Option(help="Destination file.")],
+    seed: Annotated[int, typer.Option()] = 0,
+    workdir: Workdir = Path(".bench"),
+    device: Annotated[str, typer.Option(help="Which training to export: the one made on auto, cpu or cuda.")] = "auto",
+) -> None:
     """Copy a trained model's self-contained checkpoint (load it with bench.load_model)."""
     from bench.cards import load_model_card
     from bench.io import atomic_copy
@@ -310,26 +545,49 @@ Scans = Annotated[list[Path], typer.Argument(help="Sensorium-layout scan folders
 
 
 @neural.command("simulate")
-def neural_simulate(out: Annotated[Path, typer.Option(help="Folder to write (Sensorium layout).")],
-                    seed: int = 0, neurons: int = 200, images: int = 1000, oracle: int = 50, repeats: int = 10,
-                    noise: str = "poisson", mean_rate: float = 0.3,
-                    image_dir: Annotated[str, typer.Option(help="Natural images to cut stimuli from.")] = "") -> None:
+def neural_simulate(
+    out: Annotated[Path, typer.Option(help="Folder to write (Sensorium layout).")],
+    seed: int = 0,
+    neurons: int = 200,
+    images: int = 1000,
+    oracle: int = 50,
+    repeats: int = 10,
+    noise: str = "poisson",
+    mean_rate: float = 0.3,
+    image_dir: Annotated[str, typer.Option(help="Natural images to cut stimuli from.")] = "",
+) -> None:
     """Simulate a V1-like population responding to natural image patches; keeps the ground truth."""
     from bench.config import parse
     from bench.neural.pipeline import simulate_to_folder
     from bench.neural.simulate import SimulationParams
 
-    params = parse(SimulationParams, {"seed": seed, "n_neurons": neurons, "n_images": images, "n_oracle": oracle,
-                                      "n_repeats": repeats, "noise": noise, "mean_rate": mean_rate,
-                                      "image_dir": image_dir}, "command line")
+    params = parse(
+        SimulationParams,
+        {
+            "seed": seed,
+            "n_neurons": neurons,
+            "n_images": images,
+            "n_oracle": oracle,
+            "n_repeats": repeats,
+            "noise": noise,
+            "mean_rate": mean_rate,
+            "image_dir": image_dir,
+        },
+        "command line",
+    )
     rec, snr = simulate_to_folder(params, out)
-    say(f"wrote {out}: {rec.n_neurons} neurons, {len(rec.images)} images, {len(rec.trial_image)} trials; "
-        f"median oracle signal/noise variance {snr:.2f}")
+    say(
+        f"wrote {out}: {rec.n_neurons} neurons, {len(rec.images)} images, {len(rec.trial_image)} trials; "
+        f"median oracle signal/noise variance {snr:.2f}"
+    )
 
 
 @neural.command("fit")
-def neural_fit(scans: Scans, seeds: Annotated[list[int], typer.Option("--seed")] = [0],
-               epochs: int = 40) -> None:
+def neural_fit(
+    scans: Scans,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="Model seeds (default 0).")] = None,
+    epochs: int = 40,
+) -> None:
     """Fit the predictive model to each scan and report its prediction quality."""
     import dataclasses
 
@@ -338,17 +596,28 @@ def neural_fit(scans: Scans, seeds: Annotated[list[int], typer.Option("--seed")]
 
     params = dataclasses.replace(ModelParams(), max_epochs=epochs)
     for rec in read_scans(scans):
-        for seed in seeds:
-            fm = fit(rec, params, seed, progress=lambda e, c: err.log(f"{rec.source} seed {seed} epoch {e}: validation correlation {c:.3f}"))
-            say(f"{rec.source} seed {seed}: {fm.epochs} epochs; mean correlation validation "
-                        f"{fm.val_correlation.mean():.3f}, held-out oracle trials {fm.test_correlation.mean():.3f}")
+        for seed in seeds or [0]:
+
+            def log(epoch, corr, source=rec.source, seed=seed):
+                err.log(f"{source} seed {seed} epoch {epoch}: validation correlation {corr:.3f}")
+
+            fm = fit(rec, params, seed, progress=log)
+            say(
+                f"{rec.source} seed {seed}: {fm.epochs} epochs; mean correlation validation "
+                f"{fm.val_correlation.mean():.3f}, held-out oracle trials {fm.test_correlation.mean():.3f}"
+            )
 
 
 @neural.command("target")
-def neural_target(scans: Scans, out: Annotated[Path, typer.Option(help="Artifact file to write.")],
-                  kind: Annotated[str, typer.Option(help="neural (model predictions) or raw (single trials).")] = "neural",
-                  seeds: Annotated[list[int], typer.Option("--seed", help="Predictive-model seeds to average.")] = [0],
-                  epochs: int = 40) -> None:
+def neural_target(
+    scans: Scans,
+    out: Annotated[Path, typer.Option(help="Artifact file to write.")],
+    kind: Annotated[str, typer.Option(help="neural (model predictions) or raw (single trials).")] = "neural",
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seed", help="Predictive-model seeds to average (default 0).")
+    ] = None,
+    epochs: int = 40,
+) -> None:
     """Build a similarity target from recordings: weighted predictions averaged over scans and seeds."""
     import dataclasses
 
@@ -359,6 +628,7 @@ def neural_target(scans: Scans, out: Annotated[Path, typer.Option(help="Artifact
         raise BenchError(f"--kind {kind!r}: expected neural or raw")
     recs = read_scans(scans)
     params = dataclasses.replace(ModelParams(), max_epochs=epochs)
+    seeds = seeds or [0]
     recipe = {"kind": kind, "scans": [str(p) for p in scans], "model": as_dict(params), "model_seeds": list(seeds)}
     meta = build_target_file(recs, kind, params, tuple(seeds), out, recipe, err.log)
     say(f"wrote {out}: {meta['n_stimuli']} stimuli, {meta['n_pairs']} pairs")
@@ -378,10 +648,31 @@ def neural_validate(target: Annotated[Path, typer.Argument(help="A target artifa
 def _print_validation(meta: dict) -> None:
     from tabulate import tabulate
 
-    rows = [[k.replace("_", " "), *[f"{v.get(k, float('nan')):.3f}" for v in meta["validation"]]]
-            for k in dict.fromkeys(k for v in meta["validation"] for k in v if k not in ("oracle_images", "pairs"))]
-    say(tabulate(rows, headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]]))
+    rows = [
+        [k.replace("_", " "), *[f"{v.get(k, float('nan')):.3f}" for v in meta["validation"]]]
+        for k in dict.fromkeys(k for v in meta["validation"] for k in v if k not in ("oracle_images", "pairs"))
+    ]
+    say(
+        tabulate(
+            rows,
+            headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]],
+        )
+    )
     say("(oracle images; the repeat average uses all trials but the first, the single trial is the first)")
+
+
+def os_error_line(exc: OSError) -> str:
+    """'PATH: what went wrong; what to do' for a file-system error anywhere in a command."""
+    where = exc.filename or "a file"
+    fixes = {
+        errno.EACCES: "make it writable (or readable), or choose another path with the command's options",
+        errno.EROFS: "the file system is read-only; choose a writable path",
+        errno.ENOSPC: "the disk is full; free space and run the same command again (finished work is kept)",
+        errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+        errno.EISDIR: "it is a folder where a file is expected; choose another path",
+        errno.ENOENT: "it does not exist; check the path",
+    }
+    return f"{where}: {exc.strerror or exc}; {fixes.get(exc.errno, 'check the path and its permissions')}"
 
 
 def main() -> None:
@@ -397,6 +688,17 @@ def main() -> None:
     except BenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the one place where file-system faults become an error line
+        err.print(f"error: {os_error_line(exc)}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except sqlite3.Error as exc:
+        err.print(
+            f"error: results store: {exc}; check the store file and its folder, or pass --store NEW",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted: finished epochs and cells are saved; run the same command again to resume")
         sys.exit(130)

@@ -1,6 +1,7 @@
 """TOML -> typed, frozen dataclasses, validated on load (pydantic in strict JSON mode, so a
 string is never silently coerced into a number). Errors name the file, the key and the
 expected type on one line."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 def _format_error(exc: ValidationError, where: str, prefix: str) -> str:
     err = exc.errors()[0]
     loc = prefix + "".join(
-        f"[{p}]" if isinstance(p, int) else ("." if i or prefix else "") + str(p)
-        for i, p in enumerate(err["loc"])
+        f"[{p}]" if isinstance(p, int) else ("." if i or prefix else "") + str(p) for i, p in enumerate(err["loc"])
     )
     kind = err["type"]
     if kind == "missing":
@@ -75,6 +75,37 @@ def as_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: as_dict(v) for k, v in obj.items()}
     return obj
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def identity_dict(obj: Any) -> Any:
+    """``as_dict`` without the fields that hold their default: what identifies a recipe. A new
+    option whose default keeps the old behaviour then leaves every existing identity (card
+    hashes, trained checkpoints) as it was."""
+    if dataclasses.is_dataclass(obj):
+        return {
+            f.name: identity_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if as_dict(getattr(obj, f.name)) != as_dict(_default(f))
+        }
+    if isinstance(obj, (list, tuple)):
+        return [identity_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: identity_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def identity_hash(obj: Any, length: int = 16) -> str:
+    return hashlib.sha256(json.dumps(identity_dict(obj), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[
+        :length
+    ]
 
 
 def canonical_json(obj: Any) -> str:

@@ -1,5 +1,6 @@
 """User-facing errors. The CLI prints ``error: <message>`` on one line and exits 2; the message
 names the file/field at fault and how to fix it."""
+
 from __future__ import annotations
 
 
@@ -8,13 +9,14 @@ class BenchError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:  # one line whatever the input held (a key may contain a newline)
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
 
 class UnknownName(BenchError):
     def __init__(self, kind: str, name: str, valid: list[str], where: str = ""):
         prefix = f"{where}: " if where else ""
-        super().__init__(
-            f"{prefix}unknown {kind} {name!r}; valid names: {', '.join(valid) or '(none)'}"
-        )
+        super().__init__(f"{prefix}unknown {kind} {name!r}; valid names: {', '.join(valid) or '(none)'}")
 
 
 class CardError(BenchError):

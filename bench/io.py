@@ -1,13 +1,18 @@
 """Atomic file writes: write beside the destination, fsync, rename. A crash or a kill leaves the
 old file or the new one, never a half-written one; leftovers of a killed write are hidden
 files named ``.NAME.*.tmp`` beside it, removed by ``remove_stale_temporaries``."""
+
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 
 def _default_mode() -> int:
@@ -89,6 +94,105 @@ def load_versioned(path: Path, fmt: str, version: int, what: str, fix: str, erro
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise error(f"{path}: not a {fmt} file; {fix}")
     if obj.get("format_version", 0) > version:
-        raise error(f"{path}: written by a newer neuroreg-bench ({fmt} format {obj['format_version']}, this one reads "
-                    f"up to {version}); upgrade neuroreg-bench")
+        raise error(
+            f"{path}: written by a newer neuroreg-bench ({fmt} format {obj['format_version']}, this one reads "
+            f"up to {version}); upgrade neuroreg-bench"
+        )
     return obj
+
+
+def ensure_writable_folder(folder: Path, what: str, fix: str) -> Path:
+    """Create ``folder`` if needed and prove it takes a file, before any long work is done."""
+    from bench.errors import BenchError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BenchError(f"{folder}: {what} must be a folder, but it is a file; {fix}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BenchError(f"{folder}: {what} is not writable ({exc.strerror}); {fix}") from None
+    return folder
+
+
+def quarantine(path: Path) -> Path:
+    """Move a damaged file aside (``NAME.corrupt``) so that it is neither used nor lost."""
+    aside = Path(path).with_name(Path(path).name + ".corrupt")
+    os.replace(path, aside)
+    return aside
+
+
+def _link_tree(source: Path, dest: Path) -> None:
+    """``dest`` mirrors ``source`` with hard links (copies where links fail): cheap, and the
+    original stays where it is until the swap."""
+    if source.is_dir() and not source.is_symlink():
+        dest.mkdir()
+        for item in source.iterdir():
+            _link_tree(item, dest / item.name)
+        return
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
+def stale_siblings(dest: Path) -> list[Path]:
+    return sorted(Path(dest).parent.glob(f".{Path(dest).name}.tmp-*")) + sorted(
+        Path(dest).parent.glob(f".{Path(dest).name}.old-*")
+    )
+
+
+def recover_folder(dest: Path) -> None:
+    """Undo what a kill during ``replace_folder`` left: a moved-away old folder comes back where
+    the new one never arrived, and unfinished temporary folders go."""
+    dest = Path(dest)
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
+    if not dest.exists() and olds:
+        os.rename(olds[-1], dest)
+    for leftover in stale_siblings(dest):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def replace_folder(new: Path, dest: Path, keep_foreign: bool = True) -> None:
+    """Make the completely written folder ``new`` (a sibling of ``dest``) the folder ``dest``:
+    the new content appears by one rename, never mixed with the old. Entries of the old folder
+    that ``new`` lacks (files a user keeps there) are carried over first (hard links)."""
+    new, dest = Path(new), Path(dest)
+    if dest.exists() and keep_foreign:
+        for item in dest.iterdir():
+            if not (new / item.name).exists() and not item.name.startswith(".tmp-"):
+                _link_tree(item, new / item.name)
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+        os.rmdir(old)
+        os.rename(dest, old)
+    os.rename(new, dest)  # the one rename that publishes the new folder
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, on_wait: Callable[[str], None] | None = None):
+    """An exclusive lock held for the block, across processes (POSIX record locks, which network
+    file systems honour too). The holder writes 'host:pid' into the file; a second process
+    waits, saying who holds it."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if on_wait is not None:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                on_wait(holder)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()}:{os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -7,6 +7,7 @@ on another CPU. Pinning every library to one code path at one thread makes CPU r
 bit-identical across x86 machines that have it (measured: README, Reproducibility). The
 variables must be set before torch and numpy load, so ``bench --portable`` re-executes itself
 with them; ``import bench`` applies them when it can and warns when it is too late."""
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,20 @@ ACTIVE_VAR = "BENCH_PORTABLE_ACTIVE"  # set by the re-executed process: the envi
 # (numpy), numba and glibc's math functions; oneDNN is switched off at run time (its blocking
 # depends on the machine), so convolutions go through ATen + MKL
 PORTABLE_LEVELS: dict[str, dict[str, str]] = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
-             "NUMBA_CPU_NAME": "haswell", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ"},
-    "baseline": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Prescott",
-                 "NUMBA_CPU_NAME": "generic",
-                 "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ"},
+    "avx2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_CBWR": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell",
+        "NUMBA_CPU_NAME": "haswell",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ",
+    },
+    "baseline": {
+        "ATEN_CPU_CAPABILITY": "default",
+        "MKL_CBWR": "COMPATIBLE",
+        "OPENBLAS_CORETYPE": "Prescott",
+        "NUMBA_CPU_NAME": "generic",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ",
+    },
 }
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS needs a fixed workspace for deterministic results
@@ -35,10 +45,20 @@ CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS needs a fixed workspace for deterministic
 
 # "another machine" for regression tests: the kernels' instruction set one level below this one's
 LOWER_ISA = {
-    "AVX512": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-               "OPENBLAS_CORETYPE": "Haswell", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ"},
-    "AVX2": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-             "OPENBLAS_CORETYPE": "Nehalem", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA"},
+    "AVX512": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ",
+    },
+    "AVX2": {
+        "ATEN_CPU_CAPABILITY": "default",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "OPENBLAS_CORETYPE": "Nehalem",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA",
+    },
 }
 
 
@@ -77,8 +97,10 @@ def check_portable_cpu(level: str) -> None:
     from bench.errors import BenchError
 
     if level == "avx2" and platform.machine() in ("x86_64", "AMD64") and not {"avx2", "fma"} <= cpu_flags():
-        raise BenchError("--portable: this CPU has no AVX2/FMA; use BENCH_PORTABLE=baseline (slower, and its numbers "
-                         "differ from the avx2 level's)")
+        raise BenchError(
+            "--portable: this CPU has no AVX2/FMA; use BENCH_PORTABLE=baseline (slower, and its numbers "
+            "differ from the avx2 level's)"
+        )
     if platform.machine() not in ("x86_64", "AMD64"):
         raise BenchError(f"--portable pins x86 code paths; this machine is {platform.machine()}")
 
@@ -106,8 +128,11 @@ def activate_portable_at_import() -> None:
         if key != "GLIBC_TUNABLES":  # read by the loader at process start: only a re-exec can set it
             os.environ[key] = value
     if late:
-        warnings.warn(f"{PORTABLE_VAR}={level}: {', '.join(late)} was imported before bench, so the portable mode is "
-                      "incomplete; set the variable before starting Python, or use 'bench --portable'", stacklevel=3)
+        warnings.warn(
+            f"{PORTABLE_VAR}={level}: {', '.join(late)} was imported before bench, so the portable mode is "
+            "incomplete; set the variable before starting Python, or use 'bench --portable'",
+            stacklevel=3,
+        )
 
 
 def apply_portable_runtime() -> None:
@@ -194,13 +219,26 @@ def provenance(device, numerics: Numerics, autocast: str = "") -> str:
     instruction set, threads, TF32 and determinism switches, the autocast dtype."""
     import torch
 
-    info = {"numerics": numerics.label, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": torch.backends.mkldnn.enabled,
-            "machine": platform.machine(), "portable": numerics.portable or None,
-            "mkl_cbwr": os.environ.get("MKL_CBWR"), "autocast": autocast or None}
+    info = {
+        "numerics": numerics.label,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.enabled,
+        "machine": platform.machine(),
+        "portable": numerics.portable or None,
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "autocast": autocast or None,
+    }
     if device.type == "cuda":
-        info.update({"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-                     "gpu": torch.cuda.get_device_name(device),
-                     "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-                     "deterministic": torch.are_deterministic_algorithms_enabled()})
+        info.update(
+            {
+                "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version(),
+                "gpu": torch.cuda.get_device_name(device),
+                "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
+            }
+        )
     return json.dumps(info, sort_keys=True)

@@ -4,10 +4,12 @@ and one ``@REGISTRY.register("name")`` line.
 A registry may also list a name lazily, as ``"package.module:attribute"``: the module is imported
 on first use. That keeps plug-ins that live higher up the layers (the neural targets, the
 evaluations with their attack libraries) out of the import graph until a card names them."""
+
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from bench.errors import UnknownName
 

@@ -1,4 +1,5 @@
 """Device choice and progress reporting."""
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -1,5 +1,6 @@
 """Derived seeds: a parent seed and any JSON-able parts (a suite, an evaluation, a level, an image
 index) give a child seed, so adding a level, an image or a model never changes another draw."""
+
 from __future__ import annotations
 
 import hashlib

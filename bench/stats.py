@@ -2,11 +2,12 @@
 
 Paired comparisons use what the suite design gives: the same evaluation images and the same
 training seeds for every model. Arrays of per-image outcomes are shaped (seeds, images)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.stats import binomtest
@@ -69,8 +70,14 @@ class Interval:
     high: float
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                     n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+def paired_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
     """Percentile bootstrap over images (the same resampled images for both models and all
     seeds) of ``statistic(a, b)``; a and b are (seeds, images). ``statistic`` maps
     (..., seeds, images) arrays to (...) values, so all resamples are computed at once."""
@@ -81,16 +88,26 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarr
     idx = np.random.default_rng(seed).integers(0, a.shape[1], size=(n_boot, a.shape[1]))
     boots = statistic(a[:, idx].transpose(1, 0, 2), b[:, idx].transpose(1, 0, 2))
     with np.errstate(invalid="ignore"):
-        lo, hi = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2]) if np.isfinite(boots).any() else (math.nan, math.nan)
+        lo, hi = (
+            np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2])
+            if np.isfinite(boots).any()
+            else (math.nan, math.nan)
+        )
     return Interval(estimate, float(lo), float(hi))
 
 
 MIN_SEEDS = 3  # fewer training seeds give no interval for a training effect (its variance is unknown)
 
 
-def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                           n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                           min_seeds: int = MIN_SEEDS) -> Interval:
+def hierarchical_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    min_seeds: int = MIN_SEEDS,
+) -> Interval:
     """Percentile bootstrap of ``statistic(a, b)`` over both sources of variance: training seeds
     are resampled (paired: the same seed draws for both models), then images within each drawn
     seed (the same images for both: common random numbers). a and b are (seeds, images). With
@@ -111,7 +128,11 @@ def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np
         boots.append(statistic(a[seeds[..., None], images], b[seeds[..., None], images]))
     boots = np.concatenate(boots)
     with np.errstate(invalid="ignore"):
-        lo, hi = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2]) if np.isfinite(boots).any() else (math.nan, math.nan)
+        lo, hi = (
+            np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2])
+            if np.isfinite(boots).any()
+            else (math.nan, math.nan)
+        )
     return Interval(estimate, float(lo), float(hi))
 
 

@@ -1,5 +1,6 @@
 """Tiny cards (width-4 ResNet18, a few hundred images) in a temporary card root, and an
 in-process CLI runner. Nothing here downloads: BENCH_NO_DOWNLOAD is set for every test."""
+
 from __future__ import annotations
 
 import io

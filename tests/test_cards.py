@@ -10,7 +10,11 @@ def write(cards, folder, name, text):
 
 def test_tiny_cards_load_with_labels_and_stable_hashes(cards):
     none, pixel, shuffle = (load_model_card(n) for n in ("tiny-none", "tiny-pixel", "tiny-shuffle"))
-    assert (none.regularizer_label, pixel.regularizer_label, shuffle.regularizer_label) == ("none", "pixel-threshold", "shuffle")
+    assert (none.regularizer_label, pixel.regularizer_label, shuffle.regularizer_label) == (
+        "none",
+        "pixel-threshold",
+        "shuffle",
+    )
     assert pixel.regularizer.target.params.threshold == 0.5 and pixel.regularizer.loss_convention == "code"
     assert len({none.card_hash, pixel.card_hash, shuffle.card_hash}) == 3
     assert load_model_card("tiny-pixel").card_hash == pixel.card_hash
@@ -23,21 +27,36 @@ def test_description_does_not_change_the_card_hash(cards):
     assert load_model_card("tiny-none").card_hash == h
 
 
-@pytest.mark.parametrize("text, message", [
-    ('arch = "resnet18"\ndataset = "fmnist-mini"\n[trainer]\nepochs = "four"\n', "key 'trainer.epochs' must be an integer (got str 'four')"),
-    ('arch = "resnet18"\ndataset = "fmnist-mini"\n[trainer]\nepoch = 4\n', "unknown key 'trainer.epoch'"),
-    ('arch = "resnet18"\n', "missing required key 'dataset'"),
-    ('arch = "resnet18"\ndataset = "fmnist-mini"\n[trainer]\nepochs = 0\n', "key 'trainer.epochs'"),
-    ('arch = "resnet99"\ndataset = "fmnist-mini"\n', "unknown architecture 'resnet99'; valid names: resnet18, resnet34"),
-    ('arch = "resnet18"\ndataset = "mnist"\n', "key 'dataset': unknown dataset 'mnist'"),
-    ('arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "brain"\n',
-     "unknown target 'brain'; valid names: neural, pixel, pixel-threshold, raw"),
-    ('arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "pixel"\nstimuli = "fmnist-mini"\nthreshold = 0.5\n',
-     "unknown key 'regularizer.target.threshold'"),
-    ('arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\nloss_convention = "mine"\n[regularizer.target]\nkind = "pixel"\nstimuli = "x"\n',
-     "key 'regularizer.loss_convention'"),
-    ('arch = "resnet18"\ndataset = = "fmnist-mini"\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            'arch = "resnet18"\ndataset = "fmnist-mini"\n[trainer]\nepochs = "four"\n',
+            "key 'trainer.epochs' must be an integer (got str 'four')",
+        ),
+        ('arch = "resnet18"\ndataset = "fmnist-mini"\n[trainer]\nepoch = 4\n', "unknown key 'trainer.epoch'"),
+        ('arch = "resnet18"\n', "missing required key 'dataset'"),
+        ('arch = "resnet18"\ndataset = "fmnist-mini"\n[trainer]\nepochs = 0\n', "key 'trainer.epochs'"),
+        (
+            'arch = "resnet99"\ndataset = "fmnist-mini"\n',
+            "unknown architecture 'resnet99'; valid names: resnet18, resnet34",
+        ),
+        ('arch = "resnet18"\ndataset = "mnist"\n', "key 'dataset': unknown dataset 'mnist'"),
+        (
+            'arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "brain"\n',
+            "unknown target 'brain'; valid names: neural, pixel, pixel-threshold, raw",
+        ),
+        (
+            'arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "pixel"\nstimuli = "fmnist-mini"\nthreshold = 0.5\n',
+            "unknown key 'regularizer.target.threshold'",
+        ),
+        (
+            'arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\nloss_convention = "mine"\n[regularizer.target]\nkind = "pixel"\nstimuli = "x"\n',
+            "key 'regularizer.loss_convention'",
+        ),
+        ('arch = "resnet18"\ndataset = = "fmnist-mini"\n', "not valid TOML"),
+    ],
+)
 def test_bad_model_cards_name_file_key_and_fix(cards, text, message):
     write(cards, "models", "bad", text)
     with pytest.raises(BenchError) as exc:
@@ -54,9 +73,12 @@ def test_suite_card_validates_evaluations_and_models(cards):
     assert [c.name for c in suite.cards] == ["tiny-none", "tiny-pixel"]
     base = (cards / "suites" / "tiny.toml").read_text()
     write(cards, "suites", "bad", base.replace('kind = "pgd"', 'kind = "cw"'))
-    with pytest.raises(BenchError, match=r"evaluations\[2\].kind': unknown evaluation 'cw'; valid names: autoattack, clean, corruptions, minimal, noise, pgd, similarity, transfer"):
+    with pytest.raises(
+        BenchError,
+        match=r"evaluations\[2\].kind': unknown evaluation 'cw'; valid names: autoattack, clean, corruptions, minimal, noise, pgd, similarity, transfer",
+    ):
         load_suite_card("bad")
-    write(cards, "suites", "bad", base.replace('levels = [0.0, 0.05]', 'levels = [0.0, "high"]'))
+    write(cards, "suites", "bad", base.replace("levels = [0.0, 0.05]", 'levels = [0.0, "high"]'))
     with pytest.raises(CardError, match=r"key 'evaluations\[1\].levels\[1\]' must be a number"):
         load_suite_card("bad")
     write(cards, "suites", "bad", base.replace('"tiny-pixel"]', '"tiny-nope"]'))

@@ -1,5 +1,6 @@
 """bench check: committed checkpoints catch evaluation changes on any machine, and a statistical
 rule over training seeds catches training changes without failing on another CPU."""
+
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_HEAD, enter, run_cli, write_card_root
 
 import bench.evals.noise as noise_module
 import bench.train.similarity as similarity_module
@@ -18,7 +20,6 @@ from bench.errors import BenchError
 from bench.numerics import lower_isa_environment
 from bench.train.checkpoint import load_checkpoint
 from bench.train.regularizer import PairRegularizer
-from conftest import TINY_HEAD, enter, run_cli, write_card_root
 
 # two tiny models that train reliably over seeds (about 55% validation accuracy in 3 s)
 CHECKED_TRAINER = """
@@ -31,7 +32,9 @@ augment = false
 """
 CHECKED_CARDS = {
     "chk-none": TINY_HEAD + CHECKED_TRAINER,
-    "chk-pixel": TINY_HEAD + CHECKED_TRAINER + """
+    "chk-pixel": TINY_HEAD
+    + CHECKED_TRAINER
+    + """
 [regularizer]
 alpha = 1.0
 pairs_per_step = 8
@@ -141,8 +144,9 @@ def test_a_stronger_noise_fails_the_evaluation_check_of_the_committed_checkpoint
         return original(x, kind, level * 1.1 if kind == "gaussian" else level, rng)
 
     monkeypatch.setattr(noise_module, "add_noise", stronger)
-    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(root / "stronger.sqlite"),
-                           "--device", "cpu")
+    code, out, _ = run_cli(
+        "check", "tiny", "--against", str(ref), "--store", str(root / "stronger.sqlite"), "--device", "cpu"
+    )
     assert code == 1
     regressed = [line.split() for line in out.splitlines() if line.endswith("REGRESSION") and line.split()[1] == "0"]
     assert regressed and {r[2] for r in regressed} == {"noise-gaussian"}
@@ -153,8 +157,18 @@ def test_a_flipped_loss_convention_fails_the_training_check_only(checked, monkey
     still evaluate the same, the retrained regularized model does not train the same."""
     root, ref = checked
     monkeypatch.setitem(similarity_module.ATANH_SCALE, "code", 1.0)
-    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(tmp_path / "s.sqlite"),
-                           "--workdir", str(tmp_path / "w"), "--device", "cpu")
+    code, out, _ = run_cli(
+        "check",
+        "tiny",
+        "--against",
+        str(ref),
+        "--store",
+        str(tmp_path / "s.sqlite"),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--device",
+        "cpu",
+    )
     assert code == 1
     assert "evaluation of the committed checkpoints" in out and ", 0 regressions" in out.split("training:")[0]
     training = [line for line in out.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
@@ -173,8 +187,18 @@ def test_a_tenfold_weaker_alpha_fails_the_training_check(checked, monkeypatch, t
         return 0.1 * term, sim
 
     monkeypatch.setattr(PairRegularizer, "loss", weaker)
-    code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--store", str(tmp_path / "s.sqlite"),
-                           "--workdir", str(tmp_path / "w"), "--device", "cpu")
+    code, out, _ = run_cli(
+        "check",
+        "tiny",
+        "--against",
+        str(ref),
+        "--store",
+        str(tmp_path / "s.sqlite"),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--device",
+        "cpu",
+    )
     assert code == 1
     training = [line for line in out.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
     assert any(line.startswith("chk-pixel") for line in training)
@@ -184,10 +208,18 @@ def test_a_tenfold_weaker_alpha_fails_the_training_check(checked, monkeypatch, t
 def test_compare_statuses(cards):
     suite = load_suite_card("tiny")
     base = {"model": "m", "seed": 0, "evaluation": "clean", "param": None, "statistic": "accuracy"}
-    ref = [{**base, "value": 0.5}, {**base, "evaluation": "minimal-l2", "statistic": "median", "value": math.inf},
-           {**base, "evaluation": "gone", "value": 0.1}]
-    cur = pd.DataFrame([{**base, "value": 0.52}, {**base, "evaluation": "minimal-l2", "statistic": "median", "value": math.inf},
-                        {**base, "evaluation": "new", "value": 0.3}])
+    ref = [
+        {**base, "value": 0.5},
+        {**base, "evaluation": "minimal-l2", "statistic": "median", "value": math.inf},
+        {**base, "evaluation": "gone", "value": 0.1},
+    ]
+    cur = pd.DataFrame(
+        [
+            {**base, "value": 0.52},
+            {**base, "evaluation": "minimal-l2", "statistic": "median", "value": math.inf},
+            {**base, "evaluation": "new", "value": 0.3},
+        ]
+    )
     status = {c.evaluation: (c.status, c.delta) for c in compare(ref, cur, suite)}
     assert status["clean"][0] == "REGRESSION" and status["clean"][1] == pytest.approx(0.02)
     assert status["minimal-l2"] == ("ok", 0.0)  # inf == inf
@@ -196,16 +228,20 @@ def test_compare_statuses(cards):
 
 def test_training_rule_allows_the_seed_spread_and_no_more():
     rng = np.random.default_rng(0)
-    ref = [{"model": "m", "column": "clean", "values": list(0.80 + 0.01 * rng.standard_normal(8))},
-           {"model": "m", "column": "flat", "values": [0.5] * 8}]
+    ref = [
+        {"model": "m", "column": "clean", "values": list(0.80 + 0.01 * rng.standard_normal(8))},
+        {"model": "m", "column": "flat", "values": [0.5] * 8},
+    ]
     mean, sd = np.mean(ref[0]["values"]), np.std(ref[0]["values"], ddof=1)
     t = t_quantile(2, 8, 0.01)
     assert t == pytest.approx(4.029, abs=0.01)  # Student t, df 7, two-sided 0.01 / 2 columns
     allowed = t * sd * math.sqrt(1 / 4 + 1 / 8) + 0.01 * mean
 
     def check(clean: float, flat: float):
-        cur = pd.DataFrame([{"model": "m", "column": "clean", "value": clean}] * 4
-                           + [{"model": "m", "column": "flat", "value": flat}] * 4)
+        cur = pd.DataFrame(
+            [{"model": "m", "column": "clean", "value": clean}] * 4
+            + [{"model": "m", "column": "flat", "value": flat}] * 4
+        )
         return {d.column: d for d in compare_training(ref, cur, 0.01, 0.01)}
 
     ok = check(mean + 0.9 * allowed, 0.5 + 0.004)
@@ -220,12 +256,14 @@ def test_training_rule_allows_the_seed_spread_and_no_more():
 def test_reference_errors_exit_2(cards):
     code, _, err = run_cli("check", "tiny", "--against", str(cards / "none.json"), "--no-run")
     assert code == 2 and "--update" in err
-    (cards / "v1.json").write_text(json.dumps({"format": "neuroreg-bench/reference", "suite": "tiny", "suite_version": 1,
-                                               "numbers": []}))
+    (cards / "v1.json").write_text(
+        json.dumps({"format": "neuroreg-bench/reference", "suite": "tiny", "suite_version": 1, "numbers": []})
+    )
     code, _, err = run_cli("check", "tiny", "--against", str(cards / "v1.json"), "--no-run")
     assert code == 2 and "reference format 1" in err and "--update" in err
-    (cards / "bad.json").write_text(json.dumps({"format": "neuroreg-bench/reference", "format_version": 2,
-                                                "suite": "tiny", "suite_version": 9}))
+    (cards / "bad.json").write_text(
+        json.dumps({"format": "neuroreg-bench/reference", "format_version": 2, "suite": "tiny", "suite_version": 9})
+    )
     code, _, err = run_cli("check", "tiny", "--against", str(cards / "bad.json"), "--no-run")
     assert code == 2 and "tiny v9" in err
 
@@ -253,8 +291,13 @@ noise.add_noise = lambda x, kind, level, rng: _add(x, kind, level * 1.1 if kind 
 def _bench_elsewhere(root, args: list[str], env: dict, patch: str = "") -> subprocess.CompletedProcess:
     """``bench ARGS`` in a fresh Python whose kernels run as on another CPU."""
     code = f"{patch}\nimport sys\nfrom bench.cli import main\nsys.argv = ['bench', *{args!r}]\nmain()\n"
-    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "BENCH_CARDS": str(root), "BENCH_NO_DOWNLOAD": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_CARDS": str(root), "BENCH_NO_DOWNLOAD": "1", **env},
+    )
 
 
 def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked, tmp_path):
@@ -267,9 +310,12 @@ def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked
     ok = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "a.sqlite")], capped)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "0 regressions" in ok.stdout.split("training:")[0] and ", 0 regressions" in ok.stdout.split("training:")[1]
+
     # the other machine really computes differently: its trainings are not bit-identical to ours
     def weights(workdir):
-        return {p.parent.parent.name + p.parent.name: load_checkpoint(p)["state_hash"] for p in workdir.rglob("model.pt")}
+        return {
+            p.parent.parent.name + p.parent.name: load_checkpoint(p)["state_hash"] for p in workdir.rglob("model.pt")
+        }
 
     ours, theirs = weights(root / ".bench"), weights(tmp_path / "w")
     assert set(theirs) <= set(ours) and any(ours[k] != theirs[k] for k in theirs)

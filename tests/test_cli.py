@@ -1,9 +1,8 @@
-
 from conftest import run_cli
 
 
 def one_error_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ")
     return lines[0]

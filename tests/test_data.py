@@ -6,8 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from bench.data import eval_subset, load_dataset, train_val_split
-from bench.data import fmnist
+from bench.data import eval_subset, fmnist, load_dataset, train_val_split
 from bench.errors import DataNotFound, UnknownName
 
 
@@ -30,8 +29,12 @@ def _fake_fmnist(root, n=12):
     rng = np.random.default_rng(0)
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n, 28, 28)), "train-labels-idx1-ubyte": np.arange(n) % 10,
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28)), "t10k-labels-idx1-ubyte": np.arange(4)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(4),
+    }
     for name, arr in arrays.items():
         _write_idx(raw / f"{name}.gz", arr)
     return arrays

@@ -1,4 +1,5 @@
 """A tiny suite through the real CLI: train, evaluate, store, report, re-run, export."""
+
 import sqlite3
 import subprocess
 import sys
@@ -6,9 +7,9 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from conftest import run_cli
 
 import bench
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +25,29 @@ def test_tiny_suite_end_to_end_through_the_cli(cards):
     assert "Learned layer weights" in board
     assert (report / "noise.png").read_bytes()[:4] == b"\x89PNG"
     csv = pd.read_csv(report / "results.csv")
-    for col in ["model", "regularizer", "arch", "seed", "dataset", "suite", "suite_version", "evaluation", "param", "value"]:
+    for col in [
+        "model",
+        "regularizer",
+        "arch",
+        "seed",
+        "dataset",
+        "suite",
+        "suite_version",
+        "evaluation",
+        "param",
+        "value",
+    ]:
         assert col in csv.columns
-    assert set(csv["evaluation"]) == {"clean", "noise-gaussian", "noise-saltpepper", "pgd-linf", "minimal-l2", "minimal-linf",
-                                      "ensemble-l2", "ensemble-linf"}
+    assert set(csv["evaluation"]) == {
+        "clean",
+        "noise-gaussian",
+        "noise-saltpepper",
+        "pgd-linf",
+        "minimal-l2",
+        "minimal-linf",
+        "ensemble-l2",
+        "ensemble-linf",
+    }
     acc = csv[(csv["statistic"] == "accuracy")]["value"]
     assert acc.between(0, 1).all()
     clean = csv[csv["evaluation"] == "clean"].set_index("model")["value"]
@@ -37,7 +57,9 @@ def test_tiny_suite_end_to_end_through_the_cli(cards):
 
     # every per-example outcome is in the store, with provenance
     db = sqlite3.connect(cards / ".bench" / "results.sqlite")
-    n = db.execute("SELECT COUNT(*) FROM examples e JOIN cells c ON e.key = c.key WHERE c.evaluation='noise'").fetchone()[0]
+    n = db.execute(
+        "SELECT COUNT(*) FROM examples e JOIN cells c ON e.key = c.key WHERE c.evaluation='noise'"
+    ).fetchone()[0]
     assert n == 2 * 48 * (3 + 2)
     row = db.execute("SELECT subset_hash, checkpoint_hash, packages, device FROM cells LIMIT 1").fetchone()
     assert all(row) and "torch" in row[2] and row[3].startswith("cpu")

@@ -3,8 +3,8 @@ import torch
 
 import bench
 from bench.errors import CheckpointError
-from bench.models import build_model
 from bench.io import atomic_save
+from bench.models import build_model
 from bench.train.checkpoint import MODEL_FORMAT, state_hash
 
 
@@ -21,7 +21,13 @@ def test_five_taps_at_any_input_size(size):
 def test_architecture_of_method_md():
     m18, m34 = build_model("resnet18", 10), build_model("resnet34", 100)
     conv0 = m18.conv0[0]
-    assert (conv0.in_channels, conv0.out_channels, conv0.kernel_size, conv0.stride, conv0.padding) == (1, 64, (7, 7), (1, 1), (3, 3))
+    assert (conv0.in_channels, conv0.out_channels, conv0.kernel_size, conv0.stride, conv0.padding) == (
+        1,
+        64,
+        (7, 7),
+        (1, 1),
+        (3, 3),
+    )
     assert [len(s) for s in m18.stages] == [2, 2, 2, 2] and [len(s) for s in m34.stages] == [3, 4, 6, 3]
     assert m18.head.in_features == 512 and m34.head.out_features == 100
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in m18.modules())
@@ -35,8 +41,16 @@ def test_inputs_are_mapped_to_5_times_x_minus_half_inside():
 
 def _export(model, path):
     sd = model.state_dict()
-    atomic_save({"format": MODEL_FORMAT, "format_version": 1, "config": model.config, "state_dict": sd,
-                 "state_hash": state_hash(sd)}, path)
+    atomic_save(
+        {
+            "format": MODEL_FORMAT,
+            "format_version": 1,
+            "config": model.config,
+            "state_dict": sd,
+            "state_hash": state_hash(sd),
+        },
+        path,
+    )
 
 
 def test_load_model_round_trip_gives_eval_mode_and_same_logits(tmp_path):
@@ -53,16 +67,25 @@ def test_load_model_round_trip_gives_eval_mode_and_same_logits(tmp_path):
 
 def test_invalid_checkpoints_get_a_clear_error(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=r"junk.pt: not a readable model checkpoint \(weights-only load refused: "
-                                              r"Unsupported operand 110\); delete it and train the model again"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"junk.pt: not a readable model checkpoint \(weights-only load refused: "
+        r"Unsupported operand 110\); delete it and train the model again",
+    ):
         bench.load_model(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a neuroreg-bench/model file"):
         bench.load_model(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no such model checkpoint"):
         bench.load_model(tmp_path / "missing.pt")
-    torch.save({"format": MODEL_FORMAT, "config": {"blocks": [2, 2, 2, 2], "num_classes": 10, "width": 4,
-                "in_channels": 1}, "state_dict": {"x": torch.zeros(1)}}, tmp_path / "bad.pt")
+    torch.save(
+        {
+            "format": MODEL_FORMAT,
+            "config": {"blocks": [2, 2, 2, 2], "num_classes": 10, "width": 4, "in_channels": 1},
+            "state_dict": {"x": torch.zeros(1)},
+        },
+        tmp_path / "bad.pt",
+    )
     with pytest.raises(CheckpointError, match="does not match its architecture"):
         bench.load_model(tmp_path / "bad.pt")
 

@@ -1,4 +1,5 @@
 """Neural-target groundwork: recordings, readers, weighting, simulator, predictive model, pairs."""
+
 import dataclasses
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 
 from bench.neural.io import read_plain, read_recordings, read_sensorium, write_sensorium
 from bench.neural.predictive import ModelParams, correlation, fit
-from bench.neural.recordings import Recordings, RecordingError, neuron_weights, oracle_variances
+from bench.neural.recordings import RecordingError, Recordings, neuron_weights, oracle_variances
 from bench.neural.simulate import SimulationParams, simulate
 from bench.neural.target import PairTarget, build_artifact, load_artifact, pairs_from_views, unit_vectors
 
@@ -23,8 +24,14 @@ def hand_recordings():
     """Two oracle images shown three times, one image shown once; two neurons."""
     trial_image = np.array([0, 0, 0, 1, 1, 1, 2])
     responses = np.array([[1, 0], [2, 1], [3, 2], [4, 0], [6, 3], [8, 0], [1, 1]], dtype=np.float32)
-    return Recordings(images=np.full((3, 1, 4, 4), 0.5, np.float32), trial_image=trial_image, responses=responses,
-                      oracle=np.array([True, True, False]), tiers=np.array(["test"] * 6 + ["train"]), source="hand")
+    return Recordings(
+        images=np.full((3, 1, 4, 4), 0.5, np.float32),
+        trial_image=trial_image,
+        responses=responses,
+        oracle=np.array([True, True, False]),
+        tiers=np.array(["test"] * 6 + ["train"]),
+        source="hand",
+    )
 
 
 def test_oracle_variances_and_weights_match_hand_computation():
@@ -61,8 +68,12 @@ def test_sensorium_layout_round_trip(small, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".npz", ".h5"])
 def test_plain_file_round_trip(small, tmp_path, suffix):
-    data = {"images": small.images[:, 0], "trial_image": small.trial_image, "responses": small.responses,
-            "behavior": small.behavior}
+    data = {
+        "images": small.images[:, 0],
+        "trial_image": small.trial_image,
+        "responses": small.responses,
+        "behavior": small.behavior,
+    }
     path = tmp_path / f"rec{suffix}"
     if suffix == ".npz":
         np.savez(path, **data)
@@ -95,11 +106,14 @@ def test_corrupted_recordings_name_the_file_and_problem(small, tmp_path):
         read_plain(tmp_path / "x.npz")
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda r: r.responses.__setitem__((slice(None), 2), -1.0), "negative responses \\(first: neuron 2\\)"),
-    (lambda r: r.responses.__setitem__((slice(None), 1), 3.0), "constant responses \\(first: neuron 1\\)"),
-    (lambda r: r.trial_image.__setitem__(r.trial_image == 7, 8), "images have no trials"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.responses.__setitem__((slice(None), 2), -1.0), "negative responses \\(first: neuron 2\\)"),
+        (lambda r: r.responses.__setitem__((slice(None), 1), 3.0), "constant responses \\(first: neuron 1\\)"),
+        (lambda r: r.trial_image.__setitem__(r.trial_image == 7, 8), "images have no trials"),
+    ],
+)
 def test_validation_rejects_bad_neurons_and_unshown_images(small, change, message):
     rec = dataclasses.replace(small, responses=small.responses.copy(), trial_image=small.trial_image.copy())
     change(rec)

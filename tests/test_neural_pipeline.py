@@ -1,8 +1,10 @@
 """Neural targets end to end: the denoising claim, the cached recipe, the CLI, and a regularized
 model trained on a target built from simulated recordings."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_HEAD, TINY_TRAINER, run_cli
 
 from bench.cards import load_model_card
 from bench.neural.pipeline import build_target_file
@@ -10,9 +12,9 @@ from bench.neural.simulate import simulate
 from bench.targets import build_target
 from bench.train.checkpoint import load_checkpoint
 from bench.train.trainer import train
-from conftest import TINY_HEAD, TINY_TRAINER, run_cli
 
 pytestmark = pytest.mark.slow
+
 
 def test_model_predictions_beat_single_trials_on_the_quick_cards_simulation(tmp_path):
     """method.md §2, on the recipe that models/quick-neural.toml ships: similarity from the
@@ -29,7 +31,10 @@ def test_model_predictions_beat_single_trials_on_the_quick_cards_simulation(tmp_
 
 def test_simulated_recipe_is_built_once_and_cached(cards, monkeypatch, tmp_path):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    (cards / "models" / "tiny-neural.toml").write_text(TINY_HEAD + TINY_TRAINER.format(augment="false") + """
+    (cards / "models" / "tiny-neural.toml").write_text(
+        TINY_HEAD
+        + TINY_TRAINER.format(augment="false")
+        + """
 [regularizer]
 alpha = 1.0
 pairs_per_step = 8
@@ -37,7 +42,8 @@ pairs_per_step = 8
 [regularizer.target]
 kind = "raw"
 simulate = { n_neurons = 20, n_images = 60, n_oracle = 5, n_repeats = 3, height = 16, width = 24 }
-""")
+"""
+    )
     card = load_model_card("tiny-neural")
     assert card.regularizer_label == "raw"
     t1 = build_target(card.regularizer.target)
@@ -50,8 +56,22 @@ simulate = { n_neurons = 20, n_images = 60, n_oracle = 5, n_repeats = 3, height 
 
 def test_from_simulated_recordings_to_a_trained_regularized_model(cards, tmp_path):
     scan = tmp_path / "scan"
-    code, out, err = run_cli("neural", "simulate", "--out", str(scan), "--neurons", "30", "--images", "80",
-                             "--oracle", "6", "--repeats", "3", "--seed", "2")
+    code, out, err = run_cli(
+        "neural",
+        "simulate",
+        "--out",
+        str(scan),
+        "--neurons",
+        "30",
+        "--images",
+        "80",
+        "--oracle",
+        "6",
+        "--repeats",
+        "3",
+        "--seed",
+        "2",
+    )
     assert code == 0 and "30 neurons, 86 images" in out, err
     code, out, err = run_cli("neural", "simulate", "--out", str(scan))
     assert code == 2 and "not empty" in err
@@ -63,7 +83,10 @@ def test_from_simulated_recordings_to_a_trained_regularized_model(cards, tmp_pat
     code, out, _ = run_cli("neural", "fit", str(scan), "--epochs", "1")
     assert code == 0 and "held-out oracle trials" in out
 
-    (cards / "models" / "tiny-neural.toml").write_text(TINY_HEAD + TINY_TRAINER.format(augment="false") + f"""
+    (cards / "models" / "tiny-neural.toml").write_text(
+        TINY_HEAD
+        + TINY_TRAINER.format(augment="false")
+        + f"""
 [regularizer]
 alpha = 10.0
 pairs_per_step = 8
@@ -71,24 +94,30 @@ pairs_per_step = 8
 [regularizer.target]
 kind = "neural"
 artifact = "{target}"
-""")
+"""
+    )
     ckpt = load_checkpoint(train(load_model_card("tiny-neural"), 0, tmp_path / "w", "cpu"))
     assert ckpt["regularizer"] == "neural" and len(ckpt["layer_weights"]) == 5
     assert all(h["train_sim"] > 0 for h in ckpt["history"]) and "target.pt" in ckpt["target"]
 
-    (cards / "models" / "tiny-raw.toml").write_text((cards / "models" / "tiny-neural.toml").read_text().replace('kind = "neural"', 'kind = "raw"'))
+    (cards / "models" / "tiny-raw.toml").write_text(
+        (cards / "models" / "tiny-neural.toml").read_text().replace('kind = "neural"', 'kind = "raw"')
+    )
     with pytest.raises(Exception, match="a 'neural' target, but the card asks for 'raw'"):
         build_target(load_model_card("tiny-raw").regularizer.target)
 
 
 def test_neural_card_errors_name_the_key(cards):
-    (cards / "models" / "bad.toml").write_text(TINY_HEAD + """
+    (cards / "models" / "bad.toml").write_text(
+        TINY_HEAD
+        + """
 [regularizer]
 alpha = 1.0
 [regularizer.target]
 kind = "neural"
 simulate = { n_neurons = "many" }
-""")
+"""
+    )
     code, _, err = run_cli("zoo", "show", "bad")
     assert code == 2 and "key 'regularizer.target.simulate.n_neurons' must be an integer" in err
 

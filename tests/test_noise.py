@@ -76,8 +76,10 @@ def test_every_model_sees_bit_identical_noisy_and_corrupted_images():
     the image, never on the model (or the training seed, which the context does not carry)."""
     x, y = torch.rand(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
     ctx = lambda: EvalContext(torch.device("cpu"), seed=7, indices=torch.tensor([3, 9, 11, 40, 41]))  # noqa: E731
-    for ev in (Noise(NoiseParams("saltpepper", (0.1, 0.3))),
-               Corruptions(CorruptionParams(corruptions=("gaussian_noise", "glass_blur", "frost", "fog"), severities=(2,)))):
+    for ev in (
+        Noise(NoiseParams("saltpepper", (0.1, 0.3))),
+        Corruptions(CorruptionParams(corruptions=("gaussian_noise", "glass_blur", "frost", "fog"), severities=(2,))),
+    ):
         a, b = Recorder(1.0), Recorder(-3.0)
         ev.run(a, x, y, ctx())
         ev.run(b, x, y, ctx())

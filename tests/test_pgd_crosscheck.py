@@ -2,13 +2,14 @@
 few-line PGD on a small trained model. The two use different random starts, so they agree
 within a tolerance, not exactly: 2 percentage points (4 of 200 images). Measured: 0.460 vs 0.455,
 0.345 vs 0.345, 0.055 vs 0.060 at eps 0.01, 0.03, 0.1."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bench.cards import load_model_card
 from bench.data import eval_subset, load_dataset, to_float
-from bench.evals.adversarial import PGD, PGDParams
+from bench.evals.pgd import PGD, PGDParams
 from bench.evals.base import EvalContext
 from bench.train.checkpoint import load_model
 from bench.train.trainer import train
@@ -23,7 +24,7 @@ def reference_linf_pgd(model, x, y, eps, steps, rel_stepsize, gen):
     adv = (x + (2 * torch.rand(x.shape, generator=gen) - 1) * eps).clamp(0, 1)
     for _ in range(steps):
         adv.requires_grad_(True)
-        grad, = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
         adv = adv.detach() + rel_stepsize * eps * grad.sign()
         adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
     return adv
@@ -37,7 +38,9 @@ def test_foolbox_pgd_matches_an_independent_implementation(cards, tmp_path):
     clean = (model(x).argmax(1) == y).float().mean().item()
     assert clean > 0.3  # a model at chance would make the comparison vacuous
     epsilons = (0.01, 0.03, 0.1)
-    out = PGD(PGDParams("linf", epsilons, steps=20, rel_stepsize=0.1)).run(model, x, y, EvalContext(torch.device("cpu"), 0))
+    out = PGD(PGDParams("linf", epsilons, steps=20, rel_stepsize=0.1)).run(
+        model, x, y, EvalContext(torch.device("cpu"), 0)
+    )
     foolbox = {m.param: m.value for m in out.metrics}
     gen = torch.Generator().manual_seed(0)
     for eps in epsilons:

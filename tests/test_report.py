@@ -1,4 +1,5 @@
 """Reports of a tiny two-seed suite: tables, paired statistics, plots, exports, HTML in Chromium."""
+
 import json
 import os
 import re
@@ -7,7 +8,6 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from conftest import TINY_SUITE, enter, run_cli, write_card_root
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def _suite_root(tmp_path_factory):
     """Three models x two seeds, trained and reported once for the whole module."""
-    suite = TINY_SUITE.replace('models = ["tiny-none", "tiny-pixel"]', 'models = ["tiny-none", "tiny-shuffle", "tiny-pixel"]')
+    suite = TINY_SUITE.replace(
+        'models = ["tiny-none", "tiny-pixel"]', 'models = ["tiny-none", "tiny-shuffle", "tiny-pixel"]'
+    )
     root = write_card_root(tmp_path_factory.mktemp("report"), suite.replace("seeds = [0]", "seeds = [0, 1]"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCH_NO_DOWNLOAD", "1")
@@ -38,14 +40,23 @@ def test_main_table_aggregates_seeds_with_sem_and_ranks(reported):
     md = (report / "leaderboard.md").read_text()
     res = pd.read_csv(report / "results.csv")
     clean = res[res["evaluation"] == "clean"].groupby("model")["value"]
-    mean, sem = clean.mean(), clean.std(ddof=1) / 2 ** 0.5
-    row = next(l for l in md.splitlines() if l.startswith("| tiny-pixel "))
+    mean, sem = clean.mean(), clean.std(ddof=1) / 2**0.5
+    row = next(line for line in md.splitlines() if line.startswith("| tiny-pixel "))
     assert f"{mean['tiny-pixel'] * 100:.1f} ± {sem['tiny-pixel'] * 100:.1f} (" in row
     assert re.search(r"\|\s+2\s+\|", row)  # two seeds
-    header = next(l for l in md.splitlines() if l.startswith("| model "))
-    for col in ["clean %", "noise-gaussian AUC %", "noise-saltpepper AUC %", "pgd-linf AUC %", "minimal-l2 median", "mean rank"]:
+    header = next(line for line in md.splitlines() if line.startswith("| model "))
+    for col in [
+        "clean %",
+        "noise-gaussian AUC %",
+        "noise-saltpepper AUC %",
+        "pgd-linf AUC %",
+        "minimal-l2 median",
+        "mean rank",
+    ]:
         assert col in header
-    ranks = [int(x) for x in re.findall(r"\((\d)\)", "".join(l for l in md.splitlines() if l.startswith("| tiny-")))]
+    ranks = [
+        int(x) for x in re.findall(r"\((\d)\)", "".join(line for line in md.splitlines() if line.startswith("| tiny-")))
+    ]
     assert set(ranks) <= {1, 2, 3} and 1 in ranks
 
 
@@ -56,7 +67,9 @@ def test_paired_deltas_match_the_per_seed_numbers(reported):
     pairs = set(zip(deltas["model"], deltas["reference"]))
     assert pairs == {("tiny-shuffle", "tiny-none"), ("tiny-pixel", "tiny-none"), ("tiny-pixel", "tiny-shuffle")}
     acc = res[res["evaluation"] == "clean"].set_index(["model", "seed"])["value"]
-    d = deltas[(deltas["model"] == "tiny-pixel") & (deltas["reference"] == "tiny-none") & (deltas["evaluation"] == "clean")].iloc[0]
+    d = deltas[
+        (deltas["model"] == "tiny-pixel") & (deltas["reference"] == "tiny-none") & (deltas["evaluation"] == "clean")
+    ].iloc[0]
     expected = (acc["tiny-pixel"] - acc["tiny-none"]).mean()
     assert d["delta"] == pytest.approx(expected) and d["ci_low"] <= d["delta"] <= d["ci_high"]
     assert 0 <= d["mcnemar_p"] <= 1 and d["seeds"] == 2 and d["images"] == 48
@@ -65,7 +78,9 @@ def test_paired_deltas_match_the_per_seed_numbers(reported):
     shift = deltas[deltas["summary"] == "median shift"]
     assert set(shift["evaluation"]) == {"minimal-l2", "minimal-linf"}
     md = (report / "leaderboard.md").read_text()
-    assert "## Paired comparisons" in md and "| tiny-pixel   | tiny-none" in md.replace("tiny-pixel |", "tiny-pixel   |")
+    assert "## Paired comparisons" in md and "| tiny-pixel   | tiny-none" in md.replace(
+        "tiny-pixel |", "tiny-pixel   |"
+    )
 
 
 def test_plots_model_cards_and_robustbench_exports(reported):
@@ -77,8 +92,19 @@ def test_plots_model_cards_and_robustbench_exports(reported):
     assert "pixel-threshold" in card and "s of training on cpu" in card and "clean" in card
     assert len(list((report / "models").glob("*.md"))) == 6
     info = json.loads((report / "robustbench" / "tiny-none.json").read_text())
-    for field in ["link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
-                  "architecture", "eps", "clean_acc", "reported"]:
+    for field in [
+        "link",
+        "name",
+        "authors",
+        "additional_data",
+        "number_forward_passes",
+        "dataset",
+        "venue",
+        "architecture",
+        "eps",
+        "clean_acc",
+        "reported",
+    ]:
         assert field in info
     assert "autoattack_acc" not in info  # no AutoAttack was run: never filled with PGD numbers
     res = pd.read_csv(report / "results.csv")
@@ -105,10 +131,25 @@ def test_html_page_renders_in_headless_chromium(reported, tmp_path):
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run installs the Debian package 'chromium'")
         pytest.skip("chromium not installed (apt-get install chromium); CI runs this test")
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-                          page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     pngs = len(list(page.parent.glob("*.png")))
     assert pngs >= 4 and f'data-images-loaded="{pngs}"' in dom, dom[:500]
     assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 4

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.train.similarity import SimilarityHead, guarded_atanh, similarity_loss
 from bench.train.schedule import cyclic_step_lr
+from bench.train.similarity import SimilarityHead, guarded_atanh, similarity_loss
 
 S = torch.tensor([0.1, -0.5, 0.9, 0.0], dtype=torch.float64)
 T = torch.tensor([0.2, 0.0, -0.3, 0.999], dtype=torch.float64)
@@ -18,9 +18,13 @@ def test_paper_convention_is_textbook_atanh_squared():
 
 def test_code_convention_is_the_inherited_log_formula_and_four_times_paper():
     eps = 1e-5
-    direct = ((torch.log(1 + S + eps) - torch.log(1 - S + eps) - torch.log(1 + T + eps) + torch.log(1 - T + eps)) ** 2).mean()
+    direct = (
+        (torch.log(1 + S + eps) - torch.log(1 - S + eps) - torch.log(1 + T + eps) + torch.log(1 - T + eps)) ** 2
+    ).mean()
     assert similarity_loss(S, T, "code", eps).item() == pytest.approx(direct.item(), rel=1e-12)
-    assert similarity_loss(S, T, "code", eps).item() == pytest.approx(4 * similarity_loss(S, T, "paper", eps).item(), rel=1e-12)
+    assert similarity_loss(S, T, "code", eps).item() == pytest.approx(
+        4 * similarity_loss(S, T, "paper", eps).item(), rel=1e-12
+    )
 
 
 def test_eps_guard_keeps_the_loss_finite_at_plus_minus_one():
@@ -39,12 +43,12 @@ def test_head_mixes_ema_centred_cosines_with_softmax_weights():
     s = head(fa, fb)
     w = F.softmax(torch.tensor([0.3, -0.2]), 0)
     expected = 0
-    for l in range(2):
-        mu = 0.1 * torch.cat([fa[l], fb[l]]).mean(dim=(0, 2, 3))  # EMA from 0, updated before use
-        assert torch.allclose(head.means()[l], mu)
+    for tap in range(2):
+        mu = 0.1 * torch.cat([fa[tap], fb[tap]]).mean(dim=(0, 2, 3))  # EMA from 0, updated before use
+        assert torch.allclose(head.means()[tap], mu)
         m = mu[:, None, None]
-        cos = F.cosine_similarity((fa[l] - m).flatten(1), (fb[l] - m).flatten(1))
-        expected = expected + w[l] * cos
+        cos = F.cosine_similarity((fa[tap] - m).flatten(1), (fb[tap] - m).flatten(1))
+        expected = expected + w[tap] * cos
     assert torch.allclose(s, expected, atol=1e-6)
 
 

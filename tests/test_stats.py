@@ -3,9 +3,17 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import (curve_auc, hierarchical_bootstrap, mcnemar, mean_difference, mean_sem, median_shift,
-                         paired_bootstrap,
-                         per_image_auc, ranks)
+from bench.stats import (
+    curve_auc,
+    hierarchical_bootstrap,
+    mcnemar,
+    mean_difference,
+    mean_sem,
+    median_shift,
+    paired_bootstrap,
+    per_image_auc,
+    ranks,
+)
 
 
 def test_mean_sem_known_values():
@@ -79,8 +87,10 @@ def test_hierarchical_bootstrap_sees_the_seed_variance_an_image_bootstrap_hides(
     excludes 0 (a false finding); the seed-and-image interval does not."""
     rng = np.random.default_rng(0)
     images = rng.random(1000) < 0.7
+
     def model(shift):  # per-image correctness of one trained model: the shared images, moved by its seed
         return (rng.random(1000) < np.clip(0.7 + shift, 0, 1)) | (images & (rng.random(1000) < 0.3))
+
     a = np.stack([model(s) for s in (0.10, -0.05, 0.12, -0.06, 0.08)]).astype(float)  # seed draws of one procedure
     b = np.stack([model(s) for s in (-0.10, 0.05, -0.13, 0.06, -0.07)]).astype(float)  # and of the other
     old = paired_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)

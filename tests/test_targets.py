@@ -73,8 +73,18 @@ def test_shuffle_entries_keeps_symmetry_diagonal_and_value_distribution():
 
 
 def test_pixel_target_from_a_card_table_and_shuffle_wrapping():
-    spec = validate_target_spec({"kind": "pixel-threshold", "stimuli": "fmnist-mini", "n_stimuli": 20,
-                                 "threshold": 0.5, "shuffle": "ids", "seed": 1}, "card.toml", "regularizer.target")
+    spec = validate_target_spec(
+        {
+            "kind": "pixel-threshold",
+            "stimuli": "fmnist-mini",
+            "n_stimuli": 20,
+            "threshold": 0.5,
+            "shuffle": "ids",
+            "seed": 1,
+        },
+        "card.toml",
+        "regularizer.target",
+    )
     t = build_target(spec)
     assert t.images.shape == (20, 1, 28, 28) and 0 <= t.images.min() and t.images.max() <= 1
     assert t.description["shuffle"] == "shuffle-ids"
@@ -110,8 +120,13 @@ def test_validation_images_are_never_stimuli_and_held_out_stimuli_are_disjoint_f
         params, spec = card.regularizer.target.params, card.regularizer.target
         idx = stimulus_indices(len(ds.train_y), params.n_stimuli + spec.heldout, spec.seed, val)
         assert not set(idx.tolist()) & set(val.tolist())
-        assert len(set(stimulus_indices(len(ds.train_y), params.n_stimuli + spec.heldout, spec.seed).tolist())
-                   & set(val.tolist())) > 0  # without the exclusion they would overlap
+        assert (
+            len(
+                set(stimulus_indices(len(ds.train_y), params.n_stimuli + spec.heldout, spec.seed).tolist())
+                & set(val.tolist())
+            )
+            > 0
+        )  # without the exclusion they would overlap
         target = card_target(card, seed=0)
         assert torch.equal(target.images, ds.train_x[idx].float() / 255)
         assert target.training_stimuli == params.n_stimuli and len(target.heldout_indices()) == spec.heldout
@@ -146,8 +161,12 @@ def test_similarity_evaluation_scores_a_matching_representation_high_and_a_shuff
 
     def score(t):
         resources = {"targets": Targets(lambda name: t, "m", [], ["pixels"])}
-        out = Similarity(SimilarityParams()).run(PixelModel(), images[:1], torch.zeros(1, dtype=torch.long),
-                                                 EvalContext(torch.device("cpu"), 0, resources=resources))
+        out = Similarity(SimilarityParams()).run(
+            PixelModel(),
+            images[:1],
+            torch.zeros(1, dtype=torch.long),
+            EvalContext(torch.device("cpu"), 0, resources=resources),
+        )
         return {m.param: m.value for m in out.metrics}
 
     matched, mismatched = score(target), score(shuffled)

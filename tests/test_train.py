@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from bench.cards import load_model_card
-from bench.train.checkpoint import load_checkpoint, load_train_state
 from bench.numerics import Numerics
+from bench.train.checkpoint import load_checkpoint, load_train_state
 from bench.train.trainer import model_dir, train
 
 

@@ -1,9 +1,9 @@
 """Datasets: a registry of grayscale image classification sets, as uint8 N x 1 x H x W tensors."""
-from bench.data.base import DATASETS, ImageDataset, load_dataset, to_float
-from bench.data.splits import eval_subset, train_val_split
 
 # importing the modules registers their datasets
 from bench.data import cifar, fmnist  # noqa: E402,F401
+from bench.data.base import DATASETS, ImageDataset, load_dataset, to_float
+from bench.data.splits import eval_subset, train_val_split
 
 __all__ = [
     "DATASETS",

@@ -1,10 +1,11 @@
 """The dataset type, the registry, and where datasets are searched for on disk."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -1,4 +1,5 @@
 """Grayscale CIFAR-10/100 through torchvision's own loaders and on-disk format."""
+
 from __future__ import annotations
 
 from pathlib import Path

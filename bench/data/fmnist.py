@@ -1,5 +1,6 @@
 """Fashion-MNIST (MIT licence, Zalando Research): the full set from disk, or the balanced
 subset embedded in the package (see ``embedded/LICENSE-fashion-mnist.txt``)."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,8 +13,16 @@ from bench.data.base import DATASETS, ImageDataset, download_root, downloads_all
 from bench.errors import DataNotFound
 
 CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -33,7 +42,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataNotFound(f"{path}: not an idx file of unsigned bytes; replace it with the original")
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise DataNotFound(f"{path}: truncated idx file ({data.size} of {int(np.prod(dims))} bytes)")

@@ -1,6 +1,7 @@
 """Rebuild the embedded Fashion-MNIST subset from the full set: ``python -m bench.data.make_embedded``.
 
 The recipe: the first n images per class of a seeded permutation, kept in original order."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Seeded, deterministic index sets: the train/validation split and fixed evaluation subsets."""
+
 from __future__ import annotations
 
 import hashlib

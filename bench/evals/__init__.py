@@ -1,5 +1,6 @@
 """Evaluations: one class each, registered by name (the table below); suite cards list them with
 their parameters. Modules load when a card names them (attack libraries are heavy)."""
+
 from bench.evals.base import EVALUATIONS, EvalContext, EvalOutput, Evaluation, Example, Metric
 from bench.evals.reporting import MetricId
 

@@ -8,6 +8,7 @@ Brendel-Bethge attacks start from it (they need an adversarial starting point).
 
 Each attack owns its parameters (a typed ``Params`` dataclass, Foolbox style), set in a suite
 card as a table named by the attack: ``[evaluations.boundary] steps = 200``."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -23,6 +24,17 @@ Norm = Literal["linf", "l2"]
 Steps = Annotated[int, Field(ge=1, le=1_000_000)]
 Positive = Annotated[float, Field(gt=0, le=1e3)]
 _FORBID = ConfigDict(extra="forbid")
+
+
+Epsilon = Annotated[float, Field(ge=0, le=1e3)]
+Epsilons = Annotated[tuple[Epsilon, ...], Field(min_length=1, max_length=1000)]
+MaxImages = Annotated[int, Field(ge=0, le=100_000_000)]
+
+
+def check_epsilons(norm: Norm, epsilons: tuple[float, ...]) -> None:
+    """An L-inf epsilon above 1 allows any image in [0,1]: a typo, not a setting."""
+    if norm == "linf" and any(e > 1 for e in epsilons):
+        raise ValueError(f"L-inf epsilons are at most 1 at [0,1] scale (got {max(epsilons):g})")
 
 
 def foolbox():
@@ -59,8 +71,9 @@ class MinimalAttack(ABC):
         return f"{self.name} ({self.params.steps} steps)"
 
     @abstractmethod
-    def run(self, fmodel, x: torch.Tensor, y: torch.Tensor, best: torch.Tensor,
-            start: torch.Tensor | None) -> torch.Tensor:
+    def run(
+        self, fmodel, x: torch.Tensor, y: torch.Tensor, best: torch.Tensor, start: torch.Tensor | None
+    ) -> torch.Tensor:
         """Candidate adversarials for a batch. ``best``: the ensemble's smallest distance so far
         (inf where none); ``start``: adversarial starting points (only for needs_start)."""
 
@@ -70,9 +83,11 @@ MINIMAL_ATTACKS: Registry[type[MinimalAttack]] = Registry("minimal attack")
 
 def register(name: str):
     """Registers an attack class under ``name``, which it also carries (notes, metrics)."""
+
     def decorator(cls):
         cls.name = name
         return MINIMAL_ATTACKS.register(name)(cls)
+
     return decorator
 
 
@@ -179,7 +194,9 @@ class Bisection(MinimalAttack):
             if not bool(rows.any()):
                 return rows
             idx = rows.nonzero().squeeze(1)
-            out = attack.run(fmodel, x[idx], fb.criteria.Misclassification(y[idx]), epsilon=ep.astensor(eps[idx].view(-1, 1, 1, 1)))
+            out = attack.run(
+                fmodel, x[idx], fb.criteria.Misclassification(y[idx]), epsilon=ep.astensor(eps[idx].view(-1, 1, 1, 1))
+            )
             ok = fmodel(out).argmax(1) != y[idx]
             hit = idx[ok]
             adv[hit] = out[ok]
@@ -263,5 +280,9 @@ class HopSkipJump(Refinement):
     access = "black-box"
 
     def options(self):
-        return {"steps": self.params.steps, "initial_gradient_eval_steps": self.params.gradient_evals,
-                "max_gradient_eval_steps": self.params.gradient_evals * 10, "constraint": self.norm}
+        return {
+            "steps": self.params.steps,
+            "initial_gradient_eval_steps": self.params.gradient_evals,
+            "max_gradient_eval_steps": self.params.gradient_evals * 10,
+            "constraint": self.norm,
+        }

@@ -3,16 +3,17 @@
 AutoAttack re-seeds torch's global RNG in every attack: each call runs inside a forked RNG so
 that it cannot change any other cell. Its own checks (randomised or non-logit outputs, too few
 classes, ...) are logged as warnings; they are captured and stored as sanity flags."""
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 
 from bench.evals import sanity
-from bench.evals.attacks import distances
+from bench.evals.attacks import Epsilons, MaxImages, check_epsilons, distances
 from bench.evals.base import EvalContext, EvalOutput, Evaluation, forked_rng, predict
 from bench.evals.reporting import Curve, MetricId, ReportSpec
 
@@ -23,12 +24,13 @@ AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 class AutoAttackParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     norm: Literal["linf", "l2"]
-    epsilons: Annotated[tuple[Annotated[float, Field(ge=0, le=1e3)], ...], Field(min_length=1)]
+    epsilons: Epsilons
     version: Literal["standard", "custom"] = "standard"
     attacks: tuple[AttackName, ...] = ()  # only with version = "custom"
-    max_images: Annotated[int, Field(ge=0)] = 0
+    max_images: MaxImages = 0
 
     def __post_init__(self):
+        check_epsilons(self.norm, self.epsilons)
         if (self.version == "custom") != bool(self.attacks):
             raise ValueError("give 'attacks' exactly when version = 'custom'")
 
@@ -57,9 +59,18 @@ class AutoAttackEval(Evaluation):
         return self.metric.name
 
     def report(self) -> ReportSpec:
-        return ReportSpec(curves=(Curve(self.metric, f"{self.params.norm} epsilon ([0,1] scale)", "autoattack",
-                                        "AutoAttack robust accuracy (clean errors count), mean ± SEM over seeds",
-                                        headline=True, robustbench="autoattack" if self.params.norm == "linf" else ""),))
+        return ReportSpec(
+            curves=(
+                Curve(
+                    self.metric,
+                    f"{self.params.norm} epsilon ([0,1] scale)",
+                    "autoattack",
+                    "AutoAttack robust accuracy (clean errors count), mean ± SEM over seeds",
+                    headline=True,
+                    robustbench="autoattack" if self.params.norm == "linf" else "",
+                ),
+            )
+        )
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons)
@@ -69,8 +80,12 @@ class AutoAttackEval(Evaluation):
 
         p, name = self.params, self.metric.label
         attacks = list(p.attacks) if p.version == "custom" else None
-        out = EvalOutput(notes={"attack": f"pyautoattack {p.version}" + (f" {attacks}" if attacks else ""),
-                                "semantics": "clean errors count as failures; images checked to lie within epsilon"})
+        out = EvalOutput(
+            notes={
+                "attack": f"pyautoattack {p.version}" + (f" {attacks}" if attacks else ""),
+                "semantics": "clean errors count as failures; images checked to lie within epsilon",
+            }
+        )
         logger, captured = logging.getLogger("auto-attack"), _Captured()
         logger.addHandler(captured)
         try:
@@ -80,10 +95,19 @@ class AutoAttackEval(Evaluation):
                 else:
                     seed = self.point_seed(ctx, eps) % 2**31
                     with forked_rng(ctx):  # AutoAttack re-seeds the global RNG itself
-                        aa = AutoAttack(model, norm="Linf" if p.norm == "linf" else "L2", eps=eps, version=p.version,
-                                        attacks=attacks, seed=seed, device=ctx.device)
+                        aa = AutoAttack(
+                            model,
+                            norm="Linf" if p.norm == "linf" else "L2",
+                            eps=eps,
+                            version=p.version,
+                            attacks=attacks,
+                            seed=seed,
+                            device=ctx.device,
+                        )
                         aa.verbose = False
-                        adv, _ = aa.run_standard_evaluation(x.to(ctx.device), y.to(ctx.device), batch_size=ctx.batch_size)
+                        adv, _ = aa.run_standard_evaluation(
+                            x.to(ctx.device), y.to(ctx.device), batch_size=ctx.batch_size
+                        )
                     adv = adv.detach().cpu()
                     if not bool((distances(x, adv, p.norm) <= eps * (1 + 1e-5) + 1e-6).all()):
                         raise RuntimeError(f"{name}: AutoAttack returned images outside epsilon {eps}")

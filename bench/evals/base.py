@@ -1,6 +1,7 @@
 """The evaluation interface. An evaluation is a pure function of (model, images, labels,
 parameters, seed): the runner owns I/O and the store. Each evaluation also declares how its
 numbers are reported (``report``), so the report code never needs to know it by name."""
+
 from __future__ import annotations
 
 import contextlib
@@ -134,7 +135,7 @@ class Evaluation(ABC):
         tells two of its kind apart (a noise type, a norm). Not the model, not the training seed."""
         return self.kind
 
-    def point_seed(self, ctx: "EvalContext", point: Any) -> int:
+    def point_seed(self, ctx: EvalContext, point: Any) -> int:
         """Seed of one grid point: common to every model and training seed of the suite (common
         random numbers), and independent of the rest of the grid."""
         return sub_seed(ctx.seed, self.stream, point)
@@ -162,7 +163,7 @@ EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
 
 
 @contextlib.contextmanager
-def forked_rng(ctx: "EvalContext", seed: int | None = None):
+def forked_rng(ctx: EvalContext, seed: int | None = None):
     """A private copy of torch's global RNG (and the CUDA device's), seeded if ``seed`` is given:
     attack libraries draw from, or re-seed, the global RNG, and must not change other results."""
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
@@ -175,5 +176,5 @@ def forked_rng(ctx: "EvalContext", seed: int | None = None):
 def predict(model: torch.nn.Module, x: torch.Tensor, ctx: EvalContext) -> torch.Tensor:
     out = []
     for s in range(0, len(x), ctx.batch_size):
-        out.append(model(x[s:s + ctx.batch_size].to(ctx.device)).argmax(1).cpu())
+        out.append(model(x[s : s + ctx.batch_size].to(ctx.device)).argmax(1).cpu())
     return torch.cat(out)

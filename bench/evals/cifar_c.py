@@ -11,14 +11,15 @@ rounded to the uint8 grid, as the released CIFAR-10-C files are. Each image draw
 generator (``ImageRNG``), so every model sees the same corrupted image. Frost overlays the six frost
 photographs shipped with imagecorruptions-imaug (read from its files, the module is not
 imported). Where a user has the real CIFAR-10-C/100-C files, the evaluation reads them instead."""
+
 from __future__ import annotations
 
 import importlib.util
 import io
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,8 +30,23 @@ from bench.errors import DataNotFound
 from bench.evals.image_rng import ImageRNG
 from bench.registry import Registry
 
-CIFAR_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-           "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+CIFAR_C = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
 Corruption = Callable[[torch.Tensor, int, ImageRNG], torch.Tensor]
 CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -71,11 +87,11 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     h = x.shape[-1]
     ch = int(math.ceil(h / zoom))
     top = (h - ch) // 2
-    crop = x[..., top:top + ch, top:top + ch]
+    crop = x[..., top : top + ch, top : top + ch]
     size = int(round(ch * zoom))
     z = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=True)
     trim = (size - h) // 2
-    return z[..., trim:trim + h, trim:trim + h]
+    return z[..., trim : trim + h, trim : trim + h]
 
 
 def motion_blur(x: torch.Tensor, radius: float, sigma: float, angles: torch.Tensor) -> torch.Tensor:
@@ -83,7 +99,7 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angles: torch.Tens
     weights exp(-i^2 / 2 sigma^2), at an angle per image (degrees), edge pixels repeated."""
     width = 2 * int(math.ceil(radius)) + 1
     i = torch.arange(width, dtype=torch.float64)
-    k = torch.exp(-i ** 2 / (2 * sigma ** 2))
+    k = torch.exp(-(i**2) / (2 * sigma**2))
     k = (k / k.sum()).to(x.dtype)
     a = torch.deg2rad(angles.double())
     dx = torch.ceil(i[None] * torch.cos(a)[:, None] - 0.5).long()  # N x width
@@ -125,14 +141,16 @@ def plasma_fractal(mapsize: int, wibbledecay: float, rng: ImageRNG) -> torch.Ten
 
 
 def _per_image_pil(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
-    out = [torch.from_numpy(np.asarray(fn(Image.fromarray(img)), dtype=np.uint8).copy())
-           for img in (x[:, 0] * 255).round().to(torch.uint8).numpy()]
+    out = [
+        torch.from_numpy(np.asarray(fn(Image.fromarray(img)), dtype=np.uint8).copy())
+        for img in (x[:, 0] * 255).round().to(torch.uint8).numpy()
+    ]
     return torch.stack(out).unsqueeze(1).float() / 255
 
 
 @CORRUPTIONS.register("gaussian_noise")
 def gaussian_noise(x, severity, rng):
-    c = [0.04, 0.06, .08, .09, .10][severity - 1]
+    c = [0.04, 0.06, 0.08, 0.09, 0.10][severity - 1]
     return _quantize(x + c * rng.randn(*x.shape[1:]))
 
 
@@ -144,7 +162,7 @@ def shot_noise(x, severity, rng):
 
 @CORRUPTIONS.register("impulse_noise")
 def impulse_noise(x, severity, rng):
-    c = [.01, .02, .03, .05, .07][severity - 1]  # skimage random_noise 's&p', half salt
+    c = [0.01, 0.02, 0.03, 0.05, 0.07][severity - 1]  # skimage random_noise 's&p', half salt
     flipped = rng.rand(*x.shape[1:]) < c
     salt = rng.rand(*x.shape[1:]) < 0.5
     return _quantize(torch.where(flipped, salt.float(), x))
@@ -154,11 +172,11 @@ def impulse_noise(x, severity, rng):
 def defocus_blur(x, severity, rng):
     radius, alias = [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)][severity - 1]
     r = torch.arange(-8, 9, dtype=torch.float32)
-    disk = ((r[:, None] ** 2 + r[None] ** 2) <= radius ** 2).float()
+    disk = ((r[:, None] ** 2 + r[None] ** 2) <= radius**2).float()
     disk = disk / disk.sum()
     # OpenCV GaussianBlur 3x3 with sigma `alias`, border reflect-101
     t = torch.tensor([-1.0, 0.0, 1.0])
-    g = torch.exp(-t ** 2 / (2 * alias ** 2))
+    g = torch.exp(-(t**2) / (2 * alias**2))
     g = g / g.sum()
     disk = F.conv2d(F.conv2d(_pad(disk[None, None], 1, "mirror"), g.view(1, 1, 1, 3)), g.view(1, 1, 3, 1))[0, 0]
     return _quantize(F.conv2d(_pad(x, 8, "mirror"), disk[None, None]))
@@ -198,8 +216,12 @@ def zoom_blur(x, severity, rng):
 @CORRUPTIONS.register("snow")
 def snow(x, severity, rng):
     loc, scale, zoom, threshold, radius, sigma, blend = [
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)][severity - 1]
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ][severity - 1]
     layer = loc + scale * rng.randn(*x.shape[1:])
     layer = clipped_zoom(layer, zoom)
     layer = _quantize(torch.where(layer < threshold, 0.0, layer))
@@ -215,8 +237,10 @@ def frost_images() -> tuple[torch.Tensor, ...]:
     folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "frost" if spec else None
     names = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"]
     if folder is None or not all((folder / n).is_file() for n in names):
-        raise DataNotFound("frost: the frost photographs of 'imagecorruptions-imaug' are not installed; "
-                           "pip install imagecorruptions-imaug==1.1.5 (a declared dependency)")
+        raise DataNotFound(
+            "frost: the frost photographs of 'imagecorruptions-imaug' are not installed; "
+            "pip install imagecorruptions-imaug==1.1.5 (a declared dependency)"
+        )
     out = []
     for n in names:
         img = Image.open(folder / n).convert("L")  # ITU-R 601 luma, as our grayscale datasets
@@ -236,13 +260,13 @@ def frost(x, severity, rng):
         t = textures[int(pick[k])]
         r = int(rows[k] * (t.shape[0] - h))
         c = int(cols[k] * (t.shape[1] - w))
-        layer[k, 0] = t[r:r + h, c:c + w]
+        layer[k, 0] = t[r : r + h, c : c + w]
     return _quantize((a * x * 255 + b * layer) / 255)
 
 
 @CORRUPTIONS.register("fog")
 def fog(x, severity, rng):
-    strength, decay = [(.2, 3), (.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][severity - 1]
+    strength, decay = [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][severity - 1]
     n, _, h, w = x.shape
     size = max(32, 1 << (max(h, w) - 1).bit_length())
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
@@ -252,13 +276,13 @@ def fog(x, severity, rng):
 
 @CORRUPTIONS.register("brightness")
 def brightness(x, severity, rng):
-    c = [.05, .1, .15, .2, .3][severity - 1]  # HSV value + c; a gray image's value is the image
+    c = [0.05, 0.1, 0.15, 0.2, 0.3][severity - 1]  # HSV value + c; a gray image's value is the image
     return _quantize(x + c)
 
 
 @CORRUPTIONS.register("contrast")
 def contrast(x, severity, rng):
-    c = [.75, .5, .4, .3, 0.15][severity - 1]
+    c = [0.75, 0.5, 0.4, 0.3, 0.15][severity - 1]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return _quantize((x - mean) * c + mean)
 
@@ -267,8 +291,9 @@ def contrast(x, severity, rng):
 def elastic_transform(x, severity, rng):
     n, _, h, w = x.shape
     size = h  # make_cifar_c.py's IMSIZE (32): its pixel constants scale with the image
-    alpha, sigma, shift = [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05),
-                           (0.1, 0.03, 0.03)][severity - 1]
+    alpha, sigma, shift = [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)][
+        severity - 1
+    ]
     alpha, sigma, shift = alpha * size, sigma * size, shift * size
     center = torch.tensor([w // 2, h // 2], dtype=torch.float64)
     sq = min(h, w) // 3

@@ -1,4 +1,5 @@
 """Clean accuracy: always part of a suite, because every robust number is read against it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ class Clean(Evaluation):
     kind = "clean"
 
     def report(self) -> ReportSpec:
-        return ReportSpec(summaries=(Summary("clean", CLEAN, "accuracy", "accuracy", "mcnemar", robustbench="clean_acc"),))
+        return ReportSpec(
+            summaries=(Summary("clean", CLEAN, "accuracy", "accuracy", "mcnemar", robustbench="clean_acc"),)
+        )
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         out = EvalOutput()

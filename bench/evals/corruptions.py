@@ -1,6 +1,7 @@
 """Accuracy under the CIFAR-10-C corruptions, per corruption and severity, and their mean.
 Generated on the fly (bench.evals.cifar_c, seeded per point and image), or read from the real
 CIFAR-10-C / CIFAR-100-C files (converted to grayscale as the clean set) where a user has them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class CorruptionParams:
     severities: Annotated[tuple[Annotated[int, Field(ge=1, le=5)], ...], Field(min_length=1)] = (1, 2, 3, 4, 5)
     # generate: on the fly; files: the real CIFAR-C files (error if absent); auto: files if found
     source: Literal["generate", "files", "auto"] = "generate"
-    max_images: Annotated[int, Field(ge=0)] = 0
+    max_images: Annotated[int, Field(ge=0, le=100_000_000)] = 0
 
 
 def find_files(dataset: str, data_root) -> Path | None:
@@ -77,11 +78,22 @@ class Corruptions(Evaluation):
     needs = frozenset({"data_files"})
 
     def report(self) -> ReportSpec:
-        curves = tuple(Curve(MetricId(f"corruption-{name}"), "severity", "corruptions",
-                             "accuracy vs CIFAR-C severity, mean over corruptions and seeds", monotone=False, pooled=True)
-                       for name in self.params.corruptions)
-        return ReportSpec(curves, (Summary("corruptions mean", MEAN, "mean accuracy", "mean accuracy", "mean-difference"),),
-                          (DetailTable("Corruptions (accuracy %, mean over severities)", "", corruption_table),))
+        curves = tuple(
+            Curve(
+                MetricId(f"corruption-{name}"),
+                "severity",
+                "corruptions",
+                "accuracy vs CIFAR-C severity, mean over corruptions and seeds",
+                monotone=False,
+                pooled=True,
+            )
+            for name in self.params.corruptions
+        )
+        return ReportSpec(
+            curves,
+            (Summary("corruptions mean", MEAN, "mean accuracy", "mean accuracy", "mean-difference"),),
+            (DetailTable("Corruptions (accuracy %, mean over severities)", "", corruption_table),),
+        )
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.corruptions) * len(self.params.severities)
@@ -91,13 +103,20 @@ class Corruptions(Evaluation):
         files: DataFiles | None = None if p.source == "generate" else ctx.resource("data_files")
         folder = None if files is None else find_files(files.dataset, files.data_root)
         if p.source == "files" and folder is None:
-            raise DataNotFound(f"corruptions: source = 'files' but no {C_FOLDERS.get(files.dataset, 'CIFAR-C')} folder "
-                               "with labels.npy under --data-root or BENCH_DATA (or dataset without CIFAR-C files); "
-                               "set source = 'generate'")
+            raise DataNotFound(
+                f"corruptions: source = 'files' but no {C_FOLDERS.get(files.dataset, 'CIFAR-C')} folder "
+                "with labels.npy under --data-root or BENCH_DATA (or dataset without CIFAR-C files); "
+                "set source = 'generate'"
+            )
         if folder is not None and ctx.indices is None:
             raise ValueError("corruptions: reading CIFAR-C files needs the test-set indices of the images")
-        out = EvalOutput(notes={"source": f"files {folder}" if folder else
-                                "generated (CIFAR-10-C parameters, torch re-implementation, seeded per point)"})
+        out = EvalOutput(
+            notes={
+                "source": f"files {folder}"
+                if folder
+                else "generated (CIFAR-10-C parameters, torch re-implementation, seeded per point)"
+            }
+        )
         per_image = []
         for name in p.corruptions:
             for severity in p.severities:
@@ -127,6 +146,11 @@ def corruption_table(rows: pd.DataFrame, models: list[str]) -> pd.DataFrame:
         if d.empty:
             continue
         per = d.groupby("metric", sort=False)["value"].mean()
-        out.append({"model": model, "mean": f"{per.mean() * 100:.1f}",
-                    **{m.split("-", 1)[1]: f"{v * 100:.1f}" for m, v in per.items()}})
+        out.append(
+            {
+                "model": model,
+                "mean": f"{per.mean() * 100:.1f}",
+                **{m.split("-", 1)[1]: f"{v * 100:.1f}" for m, v in per.items()},
+            }
+        )
     return pd.DataFrame(out)

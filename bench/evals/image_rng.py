@@ -3,9 +3,10 @@ grid point, test-set index of the image) and by nothing about the model. Every m
 seed therefore sees the identical noisy or corrupted image, and paired comparisons measure the
 models, not the draws. An image's draws also do not depend on which other images are evaluated
 (a ``max_images`` cut, another subset size)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -19,7 +20,7 @@ class ImageRNG:
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
     @classmethod
-    def for_images(cls, point_seed: int, indices: torch.Tensor) -> "ImageRNG":
+    def for_images(cls, point_seed: int, indices: torch.Tensor) -> ImageRNG:
         return cls([sub_seed(point_seed, int(i)) for i in indices])
 
     def __len__(self) -> int:

@@ -6,6 +6,7 @@ running best, so later attacks only spend work where they can still improve it; 
 numbers are therefore conditional on the order (stated in the notes). The robust-accuracy curve
 is read off the same per-image distances. An attack that fails on a batch is recorded (images
 not found by it, reason in the notes) and never aborts the cell."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import torch
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from bench.evals import sanity
-from bench.evals.attacks import MINIMAL_ATTACKS, MinimalAttack, Norm, distances, foolbox
+from bench.evals.attacks import MINIMAL_ATTACKS, MaxImages, MinimalAttack, Norm, distances, foolbox
 from bench.evals.base import EvalContext, EvalOutput, Evaluation, Example, Metric, forked_rng, predict
 from bench.evals.reporting import Curve, DetailTable, MetricId, ReportSpec, Summary
 from bench.seeds import sub_seed
@@ -42,18 +43,32 @@ class MinimalParams:
     # in order: bisection attacks first (PGD searches the whole box), then the minimizers, then the
     # attacks that refine the running best from an adversarial start
     attacks: Annotated[tuple[AttackName, ...], Field(min_length=1)] = (
-        "pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump")
+        "pgd",
+        "bim",
+        "deepfool",
+        "fmn",
+        "brendel-bethge",
+        "boundary",
+        "hopskipjump",
+    )
     norms: Annotated[tuple[Norm, ...], Field(min_length=1)] = ("l2", "linf")
     curve_epsilons_l2: Epsilons = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
     curve_epsilons_linf: Epsilons = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
     masking_factor: Annotated[float, Field(gt=0, le=1)] = 0.5  # black-box < factor x white-box: masking sign
     masking_limit: Annotated[float, Field(ge=0, le=1)] = 0.02  # ... on more than this fraction of images
-    max_images: Annotated[int, Field(ge=0)] = 0
+    max_images: MaxImages = 0
     # each attack's own parameters (its Params), filled with its defaults; a card sets them in a
     # table named by the attack: [evaluations.boundary] steps = 200
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if any(e > 1 for e in self.curve_epsilons_linf):
+            raise ValueError(
+                f"curve_epsilons_linf: L-inf epsilons are at most 1 (got {max(self.curve_epsilons_linf):g})"
+            )
+        for key, values in (("attacks", self.attacks), ("norms", self.norms)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"'{key}' lists an entry more than once")
         unknown = sorted(set(self.options) - set(self.attacks))
         if unknown:
             raise ValueError(f"options for {unknown}, which are not in 'attacks'")
@@ -84,10 +99,10 @@ def nearest_other_class(x: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, no
     flat = x.flatten(1)
     idx = torch.full((len(x),), -1, dtype=torch.long)
     for s in range(0, len(x), 256):
-        d = torch.cdist(flat[s:s + 256], flat, p=float("inf") if norm == "linf" else 2.0)
-        d[pred.unsqueeze(0) == y[s:s + 256].unsqueeze(1)] = float("inf")
+        d = torch.cdist(flat[s : s + 256], flat, p=float("inf") if norm == "linf" else 2.0)
+        d[pred.unsqueeze(0) == y[s : s + 256].unsqueeze(1)] = float("inf")
         val, arg = d.min(dim=1)
-        idx[s:s + 256] = torch.where(torch.isfinite(val), arg, torch.full_like(arg, -1))
+        idx[s : s + 256] = torch.where(torch.isfinite(val), arg, torch.full_like(arg, -1))
     return idx
 
 
@@ -136,13 +151,31 @@ class Minimal(Evaluation):
         summaries, curves = [], []
         for norm in self.params.norms:
             metric = MetricId(f"minimal-{norm}")
-            summaries.append(Summary(f"{metric.name} median", metric, "median", "distance", "median-shift",
-                                     percent=False, distribution_plot="minimal"))
-            curves.append(Curve(MetricId(f"ensemble-{norm}"), f"{norm} epsilon ([0,1] scale)", "ensemble",
-                                "robust accuracy from the minimal-perturbation ensemble (clean errors count), "
-                                "mean ± SEM over seeds"))
-        return ReportSpec(tuple(curves), tuple(summaries),
-                          (DetailTable("Minimal-perturbation ensemble", ENSEMBLE_NOTE, ensemble_table),))
+            summaries.append(
+                Summary(
+                    f"{metric.name} median",
+                    metric,
+                    "median",
+                    "distance",
+                    "median-shift",
+                    percent=False,
+                    distribution_plot="minimal",
+                )
+            )
+            curves.append(
+                Curve(
+                    MetricId(f"ensemble-{norm}"),
+                    f"{norm} epsilon ([0,1] scale)",
+                    "ensemble",
+                    "robust accuracy from the minimal-perturbation ensemble (clean errors count), "
+                    "mean ± SEM over seeds",
+                )
+            )
+        return ReportSpec(
+            tuple(curves),
+            tuple(summaries),
+            (DetailTable("Minimal-perturbation ensemble", ENSEMBLE_NOTE, ensemble_table),),
+        )
 
     def attacks_for(self, norm: Norm) -> list[MinimalAttack]:
         p = self.params
@@ -154,10 +187,13 @@ class Minimal(Evaluation):
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         fmodel = foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
         clean_wrong = ~ctx.clean_correct(model, x, y)
-        out = EvalOutput(notes={
-            "semantics": "per-image minimal perturbation at [0,1] scale over the attack ensemble; clean errors = 0, "
-                         "not found = inf; per-attack numbers depend on the order (later attacks search below or start "
-                         "from the running best)"})
+        out = EvalOutput(
+            notes={
+                "semantics": "per-image minimal perturbation at [0,1] scale over the attack ensemble; clean errors = 0, "
+                "not found = inf; per-attack numbers depend on the order (later attacks search below or start "
+                "from the running best)"
+            }
+        )
         for norm in self.params.norms:
             attacks = self.attacks_for(norm)
             out.notes[f"attacks {norm}"] = ", ".join(f"foolbox {a.describe()}" for a in attacks)
@@ -168,8 +204,9 @@ class Minimal(Evaluation):
             self._report(norm, state, own, attacks, out)
         return out
 
-    def _run_attack(self, k: int, attack: MinimalAttack, model, fmodel, x, y, state: RunningBest, ctx: EvalContext,
-                    out: EvalOutput) -> torch.Tensor:
+    def _run_attack(
+        self, k: int, attack: MinimalAttack, model, fmodel, x, y, state: RunningBest, ctx: EvalContext, out: EvalOutput
+    ) -> torch.Tensor:
         """One attack over the images it can still improve; returns its own distances."""
         dist = torch.where(state.clean_wrong, 0.0, torch.tensor(float("inf")))
         rows = ~state.clean_wrong
@@ -180,7 +217,7 @@ class Minimal(Evaluation):
         with forked_rng(ctx, sub_seed(self.point_seed(ctx, attack.norm), attack.name)):
             index = rows.nonzero().squeeze(1)
             for s in range(0, len(index), ctx.batch_size):
-                b = index[s:s + ctx.batch_size]
+                b = index[s : s + ctx.batch_size]
                 xb, yb = x[b].to(ctx.device), y[b].to(ctx.device)
                 start = state.starts(b).to(ctx.device) if attack.needs_start else None
                 try:
@@ -199,22 +236,36 @@ class Minimal(Evaluation):
             out.notes[f"failures {attack.name} {attack.norm}"] = "; ".join(failures)
         return dist
 
-    def _report(self, norm: Norm, state: RunningBest, own: dict[str, torch.Tensor], attacks: list[MinimalAttack],
-                out: EvalOutput) -> None:
+    def _report(
+        self,
+        norm: Norm,
+        state: RunningBest,
+        own: dict[str, torch.Tensor],
+        attacks: list[MinimalAttack],
+        out: EvalOutput,
+    ) -> None:
         p, metric = self.params, MetricId(f"minimal-{norm}")
         best, clean_wrong = state.distance, state.clean_wrong
         d = best.numpy()
         found = float(np.isfinite(d).mean())
-        out.metrics += [Metric(metric, None, "median", float(np.median(d))),  # torch.median takes the lower middle
-                        Metric(metric, None, "q25", quantile(d, 0.25)), Metric(metric, None, "q75", quantile(d, 0.75)),
-                        Metric(metric, None, "found", found)]
-        out.examples += [Example(metric, None, "distance", best), Example(metric, None, "winner", state.winner.double())]
+        out.metrics += [
+            Metric(metric, None, "median", float(np.median(d))),  # torch.median takes the lower middle
+            Metric(metric, None, "q25", quantile(d, 0.25)),
+            Metric(metric, None, "q75", quantile(d, 0.75)),
+            Metric(metric, None, "found", found),
+        ]
+        out.examples += [
+            Example(metric, None, "distance", best),
+            Example(metric, None, "winner", state.winner.double()),
+        ]
         correct = int((~clean_wrong).sum())
         for k, attack in enumerate(attacks):
             a = own[attack.name].numpy()
-            out.metrics += [Metric(metric, None, "median", float(np.median(a)), attack.name),
-                            Metric(metric, None, "found", float(np.isfinite(a).mean()), attack.name),
-                            Metric(metric, None, "wins", float((state.winner == k).sum()) / max(correct, 1), attack.name)]
+            out.metrics += [
+                Metric(metric, None, "median", float(np.median(a)), attack.name),
+                Metric(metric, None, "found", float(np.isfinite(a).mean()), attack.name),
+                Metric(metric, None, "wins", float((state.winner == k).sum()) / max(correct, 1), attack.name),
+            ]
             out.examples.append(Example(metric, None, "distance", own[attack.name], attack.name))
         curve = MetricId(f"ensemble-{norm}")
         for eps in getattr(p, f"curve_epsilons_{norm}"):
@@ -232,12 +283,14 @@ class Minimal(Evaluation):
             out.flags += sanity.black_box_flag(metric.name, fraction, p.masking_factor, p.masking_limit)
 
 
-ENSEMBLE_NOTE = ("Median and interquartile range over images of the smallest perturbation any attack found ([0,1] "
-                 "scale; clean errors 0, not found inf). Per attack: the median of its own results and, in "
-                 "parentheses, the share of correctly classified images on which it found the smallest. Attacks run "
-                 "in the listed order and search below, or start from, the running best, so per-attack numbers are "
-                 "conditional on that order. Black-box attacks finding less than half the white-box distance on many "
-                 "images is a sign of gradient masking.")
+ENSEMBLE_NOTE = (
+    "Median and interquartile range over images of the smallest perturbation any attack found ([0,1] "
+    "scale; clean errors 0, not found inf). Per attack: the median of its own results and, in "
+    "parentheses, the share of correctly classified images on which it found the smallest. Attacks run "
+    "in the listed order and search below, or start from, the running best, so per-attack numbers are "
+    "conditional on that order. Black-box attacks finding less than half the white-box distance on many "
+    "images is a sign of gradient masking."
+)
 
 
 def ensemble_table(rows: pd.DataFrame, models: list[str]) -> pd.DataFrame:
@@ -251,9 +304,13 @@ def ensemble_table(rows: pd.DataFrame, models: list[str]) -> pd.DataFrame:
             if d.empty:
                 continue
             overall = d[d["attack"] == ""].groupby("statistic", sort=False)["value"].mean()
-            row = {"model": model, "norm": metric.split("-", 1)[1], "median": f"{overall['median']:.4g}",
-                   "IQR": f"[{overall.get('q25', math.nan):.4g}, {overall.get('q75', math.nan):.4g}]",
-                   "found %": f"{overall['found'] * 100:.1f}"}
+            row = {
+                "model": model,
+                "norm": metric.split("-", 1)[1],
+                "median": f"{overall['median']:.4g}",
+                "IQR": f"[{overall.get('q25', math.nan):.4g}, {overall.get('q75', math.nan):.4g}]",
+                "found %": f"{overall['found'] * 100:.1f}",
+            }
             per = d[d["attack"] != ""].groupby(["attack", "statistic"], sort=False)["value"].mean()
             for attack in dict.fromkeys(d[d["attack"] != ""]["attack"]):
                 row[attack] = f"{per[(attack, 'median')]:.4g} ({per.get((attack, 'wins'), math.nan) * 100:.0f}%)"

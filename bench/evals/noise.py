@@ -1,6 +1,7 @@
 """Noise robustness with the paper's semantics (method.md §6): noise added in [0,1] pixel space,
 then each image clamped to its OWN original [min, max]. Not Foolbox's noise attacks, whose
 epsilon is an L2 norm and whose 'repeated' variants report the worst of N draws."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,12 +67,25 @@ class Noise(Evaluation):
         return self.metric.name
 
     def report(self) -> ReportSpec:
-        curve = Curve(self.metric, f"{self.params.noise} noise level ([0,1] scale)", "noise",
-                      "accuracy vs noise (per-image clamp), mean ± SEM over seeds", headline=True, monotone=False)
-        collapse = Summary(f"{self.metric.name} top class", self.metric, "top class share", "", "none", ranked=False,
-                           note=f"share of predictions on the most predicted class at {self.metric.name} level "
-                                f"{max(self.params.levels):g} (0.1 for balanced predictions of 10 classes; above 0.5: "
-                                "collapsed onto few classes)")
+        curve = Curve(
+            self.metric,
+            f"{self.params.noise} noise level ([0,1] scale)",
+            "noise",
+            "accuracy vs noise (per-image clamp), mean ± SEM over seeds",
+            headline=True,
+            monotone=False,
+        )
+        collapse = Summary(
+            f"{self.metric.name} top class",
+            self.metric,
+            "top class share",
+            "",
+            "none",
+            ranked=False,
+            note=f"share of predictions on the most predicted class at {self.metric.name} level "
+            f"{max(self.params.levels):g} (0.1 for balanced predictions of 10 classes; above 0.5: "
+            "collapsed onto few classes)",
+        )
         return ReportSpec(curves=(curve,), summaries=(collapse,) if self.params.report_collapse else ())
 
     def work(self, n_images: int) -> int:
@@ -87,8 +101,14 @@ class Noise(Evaluation):
             out.metrics.append(Metric(self.metric, level, "top class share", top_class_share(pred)))
             ctx.progress.advance(len(y))
         top = max(p.levels)
-        out.metrics.append(Metric(self.metric, None, "top class share",
-                                  next(m.value for m in out.metrics if m.param == top and m.statistic == "top class share")))
+        out.metrics.append(
+            Metric(
+                self.metric,
+                None,
+                "top class share",
+                next(m.value for m in out.metrics if m.param == top and m.statistic == "top class share"),
+            )
+        )
         clean = ctx.clean_correct(model, x, y).double().mean().item()
         out.flags += sanity.accuracy_curve_flags(self.metric.label, out.points(self.metric), clean, monotone=False)
         return out

@@ -3,6 +3,7 @@
 Success is recomputed from the model's own prediction on the returned images and the true
 distance, never taken from the attack's flag. Foolbox counts clean errors as successes, and
 so do we: robust accuracy at any epsilon already includes clean errors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import torch
 from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
-from bench.evals.attacks import Norm, distances, foolbox
+from bench.evals.attacks import Epsilon, Epsilons, MaxImages, Norm, check_epsilons, distances, foolbox
 from bench.evals.base import EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
 from bench.evals.reporting import Curve, MetricId, ReportSpec
 
@@ -28,15 +29,18 @@ def _batches(n: int, size: int):
 class PGDParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     norm: Norm
-    epsilons: tuple[Annotated[float, Field(ge=0)], ...]
-    steps: Annotated[int, Field(ge=1)] = 20
-    rel_stepsize: Annotated[float, Field(gt=0)] = 0.1  # step = rel_stepsize * epsilon
+    epsilons: Epsilons
+    steps: Annotated[int, Field(ge=1, le=100_000)] = 20
+    rel_stepsize: Annotated[float, Field(gt=0, le=100)] = 0.1  # step = rel_stepsize * epsilon
     random_start: bool = True
-    max_images: Annotated[int, Field(ge=0)] = 0  # 0: the suite's whole subset
+    max_images: MaxImages = 0  # 0: the suite's whole subset
     # an extra probe where accuracy must reach ~0 (any image can be turned grey): None = 0.5 in
     # L-inf, half the box diagonal in L2; 0 = no probe
-    sanity_epsilon: Annotated[float, Field(ge=0)] | None = None
+    sanity_epsilon: Epsilon | None = None
     sanity_limit: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+    def __post_init__(self):
+        check_epsilons(self.norm, self.epsilons + ((self.sanity_epsilon,) if self.sanity_epsilon else ()))
 
 
 def sanity_epsilon(value: float | None, norm: Norm, x: torch.Tensor) -> float:
@@ -51,11 +55,15 @@ def pgd_attack(norm: Norm, steps: int, rel_stepsize: float, random_start: bool):
     return cls(steps=steps, rel_stepsize=rel_stepsize, random_start=random_start)
 
 
-def attack_at(attack, fmodel, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm, seed: int,
-              ctx: EvalContext, name: str) -> torch.Tensor:
+def attack_at(
+    attack, fmodel, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm, seed: int, ctx: EvalContext, name: str
+) -> torch.Tensor:
     """Adversarials at one epsilon, batch by batch, checked to lie within it. Foolbox takes no
     seed: its random start draws from torch's global RNG, so a forked copy is seeded and the
     caller's RNG stays untouched."""
+    if eps == 0:  # the only image within epsilon 0 is the image itself
+        ctx.progress.advance(len(y))
+        return x.cpu().clone()
     advs = []
     with forked_rng(ctx, seed):
         for sl in _batches(len(y), ctx.batch_size):
@@ -84,9 +92,18 @@ class PGD(Evaluation):
         return self.metric.name
 
     def report(self) -> ReportSpec:
-        return ReportSpec(curves=(Curve(self.metric, f"{self.params.norm} epsilon ([0,1] scale)", "epsilon",
-                                        "PGD robust accuracy (clean errors count), mean ± SEM over seeds",
-                                        headline=True, robustbench="eps" if self.params.norm == "linf" else ""),))
+        return ReportSpec(
+            curves=(
+                Curve(
+                    self.metric,
+                    f"{self.params.norm} epsilon ([0,1] scale)",
+                    "epsilon",
+                    "PGD robust accuracy (clean errors count), mean ± SEM over seeds",
+                    headline=True,
+                    robustbench="eps" if self.params.norm == "linf" else "",
+                ),
+            )
+        )
 
     def work(self, n_images: int) -> int:
         return n_images * (len(self.params.epsilons) + (self.params.sanity_epsilon != 0))

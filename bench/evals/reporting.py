@@ -8,10 +8,12 @@ iterates over these declarations and never recognises an evaluation by its name.
   accuracy), a main-table column with its paired test.
 - ``DetailTable``: an evaluation's own table (the attack ensemble per attack, corruptions per
   corruption), a pure function of its rows."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +66,7 @@ class Summary:
 class DetailTable:
     title: str
     note: str
-    build: Callable[["pd.DataFrame", list[str]], "pd.DataFrame"]  # (this evaluation's result rows, models) -> table
+    build: Callable[[pd.DataFrame, list[str]], pd.DataFrame]  # (this evaluation's result rows, models) -> table
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
 """Sanity checks on one evaluation's own numbers, as readable flags stored beside the result.
 Pure functions: each returns a list of messages (empty when nothing is wrong)."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 TOL = 1e-9
 
 
-def accuracy_curve_flags(name: str, points: Sequence[tuple[float, float]], clean: float,
-                         monotone: bool = True) -> list[str]:
+def accuracy_curve_flags(
+    name: str, points: Sequence[tuple[float, float]], clean: float, monotone: bool = True
+) -> list[str]:
     """points: (epsilon or level, accuracy) in grid order. Accuracy at 0 must equal clean
     accuracy; robust accuracy must not exceed clean accuracy nor rise with epsilon."""
     flags = []
@@ -34,23 +36,29 @@ def near_zero_flag(name: str, epsilon: float, accuracy: float, limit: float) -> 
     """At an epsilon that allows turning any image into any other, accuracy must reach ~0;
     if it does not, the attack is failing (gradient masking or a broken attack)."""
     if accuracy > limit:
-        return [f"{name}: accuracy {accuracy:.4f} at the sanity epsilon {epsilon:g} (expected <= {limit:g}): "
-                "the attack fails where it cannot fail; suspect gradient masking"]
+        return [
+            f"{name}: accuracy {accuracy:.4f} at the sanity epsilon {epsilon:g} (expected <= {limit:g}): "
+            "the attack fails where it cannot fail; suspect gradient masking"
+        ]
     return []
 
 
 def not_found_flag(name: str, found: float) -> list[str]:
     if found < 1:
-        return [f"{name}: no adversarial found for {(1 - found) * 100:.1f}% of images (counted as inf; the median is "
-                "an upper bound)"]
+        return [
+            f"{name}: no adversarial found for {(1 - found) * 100:.1f}% of images (counted as inf; the median is "
+            "an upper bound)"
+        ]
     return []
 
 
 def black_box_flag(name: str, fraction: float, factor: float, limit: float) -> list[str]:
     """Black-box attacks should not find much smaller perturbations than white-box ones."""
     if fraction > limit:
-        return [f"{name}: black-box attacks beat the best white-box attack by more than {1 / factor:g}x on "
-                f"{fraction * 100:.1f}% of images (limit {limit * 100:g}%): suspect gradient masking"]
+        return [
+            f"{name}: black-box attacks beat the best white-box attack by more than {1 / factor:g}x on "
+            f"{fraction * 100:.1f}% of images (limit {limit * 100:g}%): suspect gradient masking"
+        ]
     return []
 
 

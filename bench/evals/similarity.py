@@ -4,6 +4,7 @@ learned (uniform for models without one): the Pearson correlation between the mo
 similarities (centred cosine over the held-out stimuli, as the targets are built) and the
 target's. Against each model's own training target, or against one named model's target (so a
 baseline, or the shuffled control, is measured against the real one)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,23 +64,41 @@ class Similarity(Evaluation):
 
     def report(self) -> ReportSpec:
         label = f"target of {self.params.target}" if self.params.target else "own target"
-        return ReportSpec(summaries=(Summary(f"{self.metric.label} r", self.metric, "correlation", "", "none",
-                                             percent=False, ranked=False, note=f"brain similarity: {label}"),))
+        return ReportSpec(
+            summaries=(
+                Summary(
+                    f"{self.metric.label} r",
+                    self.metric,
+                    "correlation",
+                    "",
+                    "none",
+                    percent=False,
+                    ranked=False,
+                    note=f"brain similarity: {label}",
+                ),
+            )
+        )
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         targets: Targets = ctx.resource("targets")
         name = self.params.target or targets.model
         target = targets.get(name)
-        out = EvalOutput(notes={"semantics": "Pearson r of the model's pairwise similarities (centred cosine per tap; "
-                                             "the learned mix, or uniform without one) with the target's, on its "
-                                             "held-out stimuli"})
+        out = EvalOutput(
+            notes={
+                "semantics": "Pearson r of the model's pairwise similarities (centred cosine per tap; "
+                "the learned mix, or uniform without one) with the target's, on its "
+                "held-out stimuli"
+            }
+        )
         if target is None:
             out.notes["skipped"] = f"{name} has no similarity target"
             return out
         held = target.heldout_indices()
         if len(held) < 3:
-            raise ValueError(f"similarity: the target of {name} keeps {len(held)} held-out stimuli; set "
-                             "regularizer.target.heldout (at least 3)")
+            raise ValueError(
+                f"similarity: the target of {name} keeps {len(held)} held-out stimuli; set "
+                "regularizer.target.heldout (at least 3)"
+            )
         i, j = torch.triu_indices(len(held), len(held), 1)
         reference = target.lookup(held[i], held[j]).double().numpy()
         with torch.no_grad():
@@ -88,8 +107,9 @@ class Similarity(Evaluation):
         weights = np.asarray(targets.layer_weights or [1 / len(per_tap)] * len(per_tap))
         mix = sum(w * s for w, s in zip(weights, per_tap))
         out.metrics.append(Metric(self.metric, None, "correlation", correlation(mix, reference)))
-        out.metrics += [Metric(self.metric, float(k), "correlation", correlation(s, reference))
-                        for k, s in enumerate(per_tap)]
+        out.metrics += [
+            Metric(self.metric, float(k), "correlation", correlation(s, reference)) for k, s in enumerate(per_tap)
+        ]
         out.notes["stimuli"] = f"{len(held)} held-out stimuli of {name}'s target ({target.description.get('kind')})"
         out.notes["taps"] = ", ".join(f"{k}: {t}" for k, t in enumerate(targets.taps))
         ctx.progress.advance(len(y))

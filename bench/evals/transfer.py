@@ -3,6 +3,7 @@ suite (same training seed) and shown to the evaluated model. Robust accuracy per
 
 The crafted images depend only on the source model, the seed and the parameters, never on the
 target, so one crafting serves every target of a run (kept in the run's cache)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ from pydantic import ConfigDict, Field
 
 from bench.config import as_dict
 from bench.evals import sanity
-from bench.evals.attacks import Norm, foolbox
+from bench.evals.attacks import Epsilons, MaxImages, Norm, check_epsilons, foolbox
 from bench.evals.base import EvalContext, EvalOutput, Evaluation, SourceModels, predict
 from bench.evals.pgd import CLEAN_ERRORS, attack_at, pgd_attack
 from bench.evals.reporting import Curve, MetricId, ReportSpec
@@ -25,11 +26,14 @@ class TransferParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
     source: str  # a model card of the same suite
     norm: Norm
-    epsilons: Annotated[tuple[Annotated[float, Field(ge=0, le=1e3)], ...], Field(min_length=1)]
+    epsilons: Epsilons
     steps: Annotated[int, Field(ge=1, le=100_000)] = 20
-    rel_stepsize: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    rel_stepsize: Annotated[float, Field(gt=0, le=100)] = 0.1
     random_start: bool = True
-    max_images: Annotated[int, Field(ge=0)] = 0
+    max_images: MaxImages = 0
+
+    def __post_init__(self):
+        check_epsilons(self.norm, self.epsilons)
 
 
 class Transfer(Evaluation):
@@ -52,9 +56,19 @@ class Transfer(Evaluation):
 
     def report(self) -> ReportSpec:
         p = self.params
-        return ReportSpec(curves=(Curve(self.metric, f"{p.norm}:{p.source} epsilon ([0,1] scale)", "transfer",
-                                        "transfer attack robust accuracy (clean errors count), mean ± SEM over seeds",
-                                        headline=True, monotone=False, whitebox=MetricId(f"pgd-{p.norm}")),))
+        return ReportSpec(
+            curves=(
+                Curve(
+                    self.metric,
+                    f"{p.norm}:{p.source} epsilon ([0,1] scale)",
+                    "transfer",
+                    "transfer attack robust accuracy (clean errors count), mean ± SEM over seeds",
+                    headline=True,
+                    monotone=False,
+                    whitebox=MetricId(f"pgd-{p.norm}"),
+                ),
+            )
+        )
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons) * 2  # crafting (unless cached) and evaluation
@@ -67,16 +81,29 @@ class Transfer(Evaluation):
         key = ("transfer", sources.training_seed, images, repr(identity), eps)
         if key not in sources.cache:
             fmodel = foolbox().PyTorchModel(sources.load(p.source), bounds=(0, 1), device=ctx.device)
-            sources.cache[key] = attack_at(pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start), fmodel, x, y,
-                                           eps, p.norm, self.point_seed(ctx, eps), ctx, self.metric.label)
+            sources.cache[key] = attack_at(
+                pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start),
+                fmodel,
+                x,
+                y,
+                eps,
+                p.norm,
+                self.point_seed(ctx, eps),
+                ctx,
+                self.metric.label,
+            )
         else:
             ctx.progress.advance(len(y))
         return sources.cache[key]
 
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         p = self.params
-        out = EvalOutput(notes={"attack": f"foolbox PGD on source model {p.source} (same training seed), "
-                                          f"{p.steps} steps", "semantics": CLEAN_ERRORS})
+        out = EvalOutput(
+            notes={
+                "attack": f"foolbox PGD on source model {p.source} (same training seed), {p.steps} steps",
+                "semantics": CLEAN_ERRORS,
+            }
+        )
         for eps in p.epsilons:
             out.accuracy(self.metric, eps, predict(model, self.crafted(x, y, eps, ctx), ctx) == y)
             ctx.progress.advance(len(y))

@@ -4,6 +4,7 @@ mapped to 5*(x-0.5) inside, so attacks and noise work in [0,1] pixel space.
 
 ``features`` returns the five taps of the similarity regularizer (conv0, stages 1-4) and works
 at any input size (28x28, 32x32, 36x64 stimuli)."""
+
 from __future__ import annotations
 
 import torch
@@ -35,20 +36,36 @@ INPUT_SCALES = ("centered", "unit")  # 5(x - 0.5) inside the network (method.md 
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, blocks: tuple[int, ...], num_classes: int = 10, width: int = 64, in_channels: int = 1,
-                 input_scale: str = "centered"):
+    def __init__(
+        self,
+        blocks: tuple[int, ...],
+        num_classes: int = 10,
+        width: int = 64,
+        in_channels: int = 1,
+        input_scale: str = "centered",
+    ):
         super().__init__()
         if input_scale not in INPUT_SCALES:
             raise ValueError(f"input_scale {input_scale!r}: expected one of {INPUT_SCALES}")
-        self.config = {"blocks": list(blocks), "num_classes": num_classes, "width": width, "in_channels": in_channels,
-                       "input_scale": input_scale}
-        self.conv0 = nn.Sequential(
-            nn.Conv2d(in_channels, width, 7, 1, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU()
-        )
+        self.config = {
+            "blocks": list(blocks),
+            "num_classes": num_classes,
+            "width": width,
+            "in_channels": in_channels,
+            "input_scale": input_scale,
+        }
+        self.conv0 = nn.Sequential(nn.Conv2d(in_channels, width, 7, 1, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         stages, c_in = [], width
         for i, n in enumerate(blocks):
             c_out = width * 2**i
-            stages.append(nn.Sequential(*(BasicBlock(c_in if b == 0 else c_out, c_out, (1 if i == 0 else 2) if b == 0 else 1) for b in range(n))))
+            stages.append(
+                nn.Sequential(
+                    *(
+                        BasicBlock(c_in if b == 0 else c_out, c_out, (1 if i == 0 else 2) if b == 0 else 1)
+                        for b in range(n)
+                    )
+                )
+            )
             c_in = c_out
         self.stages = nn.ModuleList(stages)
         self.head = nn.Linear(c_in, num_classes)
@@ -74,6 +91,7 @@ ARCHITECTURES.register("resnet18")((2, 2, 2, 2))
 ARCHITECTURES.register("resnet34")((3, 4, 6, 3))
 
 
-def build_model(arch: str, num_classes: int, width: int = 64, in_channels: int = 1,
-                input_scale: str = "centered") -> CifarResNet:
+def build_model(
+    arch: str, num_classes: int, width: int = 64, in_channels: int = 1, input_scale: str = "centered"
+) -> CifarResNet:
     return CifarResNet(ARCHITECTURES.get(arch), num_classes, width, in_channels, input_scale)

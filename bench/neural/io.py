@@ -15,13 +15,14 @@ Plain file (.npz, or .h5/.hdf5 with the same dataset names):
     optional: oracle (N bool; default: images with more than one trial), tiers (T; default:
     oracle trials 'test', the rest 90/10 train/validation), behavior (T x 3), pupil_center
     (T x 2), ground_truth (N x K)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from bench.neural.recordings import Recordings, RecordingError
+from bench.neural.recordings import RecordingError, Recordings
 
 OPTIONAL = ("behavior", "pupil_center")
 
@@ -44,7 +45,12 @@ def default_tiers(trial_image: np.ndarray, oracle: np.ndarray, seed: int = 0) ->
 def read_sensorium(folder: str | Path) -> Recordings:
     folder = Path(folder)
     meta = folder / "meta" / "trials"
-    for needed in (folder / "data" / "images", folder / "data" / "responses", meta / "tiers.npy", meta / "frame_image_id.npy"):
+    for needed in (
+        folder / "data" / "images",
+        folder / "data" / "responses",
+        meta / "tiers.npy",
+        meta / "frame_image_id.npy",
+    ):
         if not needed.exists():
             raise RecordingError(f"{needed}: missing; is {folder} a Sensorium-layout scan folder?")
     tiers = np.load(meta / "tiers.npy", allow_pickle=False).astype(str)
@@ -54,7 +60,9 @@ def read_sensorium(folder: str | Path) -> Recordings:
     def per_trial(name: str) -> np.ndarray:
         files = sorted((folder / "data" / name).glob("*.npy"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
         if len(files) != t or any(not p.stem.isdigit() for p in files):
-            raise RecordingError(f"{folder / 'data' / name}: expected {t} files 0.npy..{t - 1}.npy (one per trial), found {len(files)}")
+            raise RecordingError(
+                f"{folder / 'data' / name}: expected {t} files 0.npy..{t - 1}.npy (one per trial), found {len(files)}"
+            )
         try:
             return np.stack([np.load(p, allow_pickle=False) for p in files])
         except ValueError as exc:
@@ -66,10 +74,15 @@ def read_sensorium(folder: str | Path) -> Recordings:
     extra = {name: per_trial(name).astype(np.float32) for name in OPTIONAL if (folder / "data" / name).is_dir()}
     gt = folder / "ground_truth" / "rates.npy"
     rec = Recordings(
-        images=_images01(trial_images[first]), trial_image=trial_image.astype(np.int64),
+        images=_images01(trial_images[first]),
+        trial_image=trial_image.astype(np.int64),
         responses=per_trial("responses").astype(np.float32),
-        oracle=np.bincount(trial_image, minlength=len(unique)) > 1, tiers=tiers,
-        ground_truth=np.load(gt) if gt.is_file() else None, source=str(folder), **extra)
+        oracle=np.bincount(trial_image, minlength=len(unique)) > 1,
+        tiers=tiers,
+        ground_truth=np.load(gt) if gt.is_file() else None,
+        source=str(folder),
+        **extra,
+    )
     return rec.validate()
 
 
@@ -111,16 +124,25 @@ def read_plain(path: str | Path) -> Recordings:
             raise RecordingError(f"{path}: not a readable .npz file ({exc})") from None
     for key in ("images", "trial_image", "responses"):
         if key not in data:
-            raise RecordingError(f"{path}: missing key '{key}' (documented keys: images, trial_image, responses, "
-                                 "oracle, tiers, behavior, pupil_center, ground_truth)")
+            raise RecordingError(
+                f"{path}: missing key '{key}' (documented keys: images, trial_image, responses, "
+                "oracle, tiers, behavior, pupil_center, ground_truth)"
+            )
     trial_image = data["trial_image"].astype(np.int64)
     n = len(data["images"])
     oracle = data["oracle"].astype(bool) if "oracle" in data else np.bincount(trial_image, minlength=n) > 1
     tiers = data["tiers"].astype(str) if "tiers" in data else default_tiers(trial_image, oracle)
-    rec = Recordings(images=_images01(data["images"]), trial_image=trial_image,
-                     responses=data["responses"].astype(np.float32), oracle=oracle, tiers=tiers,
-                     behavior=data.get("behavior"), pupil_center=data.get("pupil_center"),
-                     ground_truth=data.get("ground_truth"), source=str(path))
+    rec = Recordings(
+        images=_images01(data["images"]),
+        trial_image=trial_image,
+        responses=data["responses"].astype(np.float32),
+        oracle=oracle,
+        tiers=tiers,
+        behavior=data.get("behavior"),
+        pupil_center=data.get("pupil_center"),
+        ground_truth=data.get("ground_truth"),
+        source=str(path),
+    )
     return rec.validate()
 
 

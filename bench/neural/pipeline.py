@@ -1,16 +1,18 @@
 """From recordings (or a simulation recipe) to a target artifact, and the `neural` / `raw` target
 kinds that zoo cards use. A card either names an artifact written by `bench neural target`, or
 gives a simulation recipe: that one is built once and cached by content hash."""
+
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Annotated
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from bench.config import as_dict, canonical_json, content_hash
 from bench.errors import BenchError
@@ -21,8 +23,9 @@ from bench.neural.simulate import SimulationParams, simulate
 from bench.neural.target import PairTarget, build_artifact, load_artifact
 from bench.targets.build import TARGETS, Stimuli
 
-
-RECIPE_VERSION = 2  # bump when building a target from the same recipe gives other pairs (2: predictions at the mean behaviour)
+RECIPE_VERSION = (
+    2  # bump when building a target from the same recipe gives other pairs (2: predictions at the mean behaviour)
+)
 
 
 def cache_dir() -> Path:
@@ -31,8 +34,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neuroreg-bench"
 
 
-def build_target_file(scans: list[Recordings], kind: str, model: ModelParams, seeds: tuple[int, ...], out: Path,
-                      recipe: dict, log: Callable[[str], None] = lambda m: None) -> dict:
+def build_target_file(
+    scans: list[Recordings],
+    kind: str,
+    model: ModelParams,
+    seeds: tuple[int, ...],
+    out: Path,
+    recipe: dict,
+    log: Callable[[str], None] = lambda m: None,
+) -> dict:
     """Fit the predictive models (neural) and write the artifact; returns its metadata."""
     models = None
     if kind == "neural":
@@ -41,7 +51,9 @@ def build_target_file(scans: list[Recordings], kind: str, model: ModelParams, se
             models[k] = []
             for seed in seeds:
                 fm = fit(rec, model, seed)
-                log(f"{rec.source}: model seed {seed}: {fm.epochs} epochs, test correlation {fm.test_correlation.mean():.3f}")
+                log(
+                    f"{rec.source}: model seed {seed}: {fm.epochs} epochs, test correlation {fm.test_correlation.mean():.3f}"
+                )
                 models[k].append(fm)
     return build_artifact(scans, kind, models, out, recipe)
 
@@ -52,15 +64,21 @@ class NeuralTargetParams:
     artifact: str = ""  # a file written by `bench neural target`; empty: build from `simulate`
     simulate: SimulationParams = SimulationParams()
     model: ModelParams = ModelParams()
-    model_seeds: tuple[int, ...] = (0,)
+    model_seeds: Annotated[
+        tuple[Annotated[int, Field(ge=0, le=2**31 - 1)], ...], Field(min_length=1, max_length=100)
+    ] = (0,)
 
 
 def _load_or_build(kind: str, params: NeuralTargetParams) -> PairTarget:
     if params.artifact:
         target, meta = load_artifact(params.artifact)
     else:
-        recipe = {"kind": kind, "simulate": as_dict(params.simulate), "recipe_version": RECIPE_VERSION,
-                  **({"model": as_dict(params.model), "model_seeds": list(params.model_seeds)} if kind == "neural" else {})}
+        recipe = {
+            "kind": kind,
+            "simulate": as_dict(params.simulate),
+            "recipe_version": RECIPE_VERSION,
+            **({"model": as_dict(params.model), "model_seeds": list(params.model_seeds)} if kind == "neural" else {}),
+        }
         path = cache_dir() / "targets" / f"{kind}-{content_hash(recipe)}.pt"
         if not path.is_file():
             build_target_file([simulate(params.simulate)], kind, params.model, params.model_seeds, path, recipe)

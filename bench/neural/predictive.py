@@ -2,6 +2,7 @@
 a Stacked2dCore convolutional core and a FullGaussian2d readout (a learned position per neuron),
 with an optional shifter (pupil position moves the readout grid) and modulator (behaviour
 scales each neuron's gain). Poisson loss; early stopping on validation correlation."""
+
 from __future__ import annotations
 
 import collections
@@ -38,34 +39,55 @@ def _neuralpredictors():
 @dataclass(frozen=True)
 class ModelParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
-    channels: Annotated[int, Field(ge=1)] = 16
-    layers: Annotated[int, Field(ge=1)] = 3
-    input_kern: Annotated[int, Field(ge=1)] = 9
-    hidden_kern: Annotated[int, Field(ge=1)] = 7
-    gamma_input: Annotated[float, Field(ge=0)] = 1.0  # Laplace smoothness of the first layer
+    channels: Annotated[int, Field(ge=1, le=1024)] = 16
+    layers: Annotated[int, Field(ge=1, le=32)] = 3
+    input_kern: Annotated[int, Field(ge=1, le=63)] = 9
+    hidden_kern: Annotated[int, Field(ge=1, le=63)] = 7
+    gamma_input: Annotated[float, Field(ge=0, le=1e4)] = 1.0  # Laplace smoothness of the first layer
     # neuralpredictors' default 1.0 swamps the Poisson loss at this scale (stack.md)
-    feature_reg_weight: Annotated[float, Field(ge=0)] = 0.01
-    lr: Annotated[float, Field(gt=0)] = 5e-3
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    max_epochs: Annotated[int, Field(ge=1)] = 40
-    patience: Annotated[int, Field(ge=1)] = 5
+    feature_reg_weight: Annotated[float, Field(ge=0, le=1e4)] = 0.01
+    lr: Annotated[float, Field(gt=0, le=10)] = 5e-3
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    max_epochs: Annotated[int, Field(ge=1, le=10_000)] = 40
+    patience: Annotated[int, Field(ge=1, le=10_000)] = 5
     shifter: bool = True
     modulator: bool = True
 
 
 class PredictiveModel(nn.Module):
-    def __init__(self, params: ModelParams, image_shape: tuple[int, int], n_neurons: int, mean_response: torch.Tensor,
-                 behavior_stats: tuple[torch.Tensor, torch.Tensor] | None, shifter: bool):
+    def __init__(
+        self,
+        params: ModelParams,
+        image_shape: tuple[int, int],
+        n_neurons: int,
+        mean_response: torch.Tensor,
+        behavior_stats: tuple[torch.Tensor, torch.Tensor] | None,
+        shifter: bool,
+    ):
         super().__init__()
         Stacked2dCore, FullGaussian2d = _neuralpredictors()
-        self.core = Stacked2dCore(input_channels=1, hidden_channels=params.channels, input_kern=params.input_kern,
-                                  hidden_kern=params.hidden_kern, layers=params.layers, gamma_input=params.gamma_input,
-                                  gamma_hidden=0.0, final_nonlinearity=True)
+        self.core = Stacked2dCore(
+            input_channels=1,
+            hidden_channels=params.channels,
+            input_kern=params.input_kern,
+            hidden_kern=params.hidden_kern,
+            layers=params.layers,
+            gamma_input=params.gamma_input,
+            gamma_hidden=0.0,
+            final_nonlinearity=True,
+        )
         with torch.no_grad():
             shape = self.core(torch.zeros(1, 1, *image_shape)).shape[1:]
-        self.readout = FullGaussian2d(tuple(shape), n_neurons, bias=True, init_mu_range=0.3, init_sigma=0.3,
-                                      gauss_type="isotropic", feature_reg_weight=params.feature_reg_weight,
-                                      mean_activity=mean_response)
+        self.readout = FullGaussian2d(
+            tuple(shape),
+            n_neurons,
+            bias=True,
+            init_mu_range=0.3,
+            init_sigma=0.3,
+            gauss_type="isotropic",
+            feature_reg_weight=params.feature_reg_weight,
+            mean_activity=mean_response,
+        )
         self.shifter = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2), nn.Tanh()) if shifter else None
         self.modulator = None
         if behavior_stats is not None:
@@ -111,9 +133,13 @@ class FittedModel:
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         out = []
         for s in range(0, len(x), batch):
-            xb = x[s:s + batch]
+            xb = x[s : s + batch]
             behavior = self.model.b_mean.expand(len(xb), -1) if self.model.modulator is not None else None
-            pupil = self.pupil_mean.expand(len(xb), -1) if self.model.shifter is not None and self.pupil_mean is not None else None
+            pupil = (
+                self.pupil_mean.expand(len(xb), -1)
+                if self.model.shifter is not None and self.pupil_mean is not None
+                else None
+            )
             out.append(self.model(xb, behavior, pupil).numpy())
         return np.concatenate(out)
 
@@ -130,8 +156,12 @@ def _tensors(rec: Recordings, mask: np.ndarray):
 @torch.no_grad()
 def _predict_trials(model, x, b, pc, batch=256):
     model.eval()
-    return torch.cat([model(x[s:s + batch], None if b is None else b[s:s + batch], None if pc is None else pc[s:s + batch])
-                      for s in range(0, len(x), batch)]).numpy()
+    return torch.cat(
+        [
+            model(x[s : s + batch], None if b is None else b[s : s + batch], None if pc is None else pc[s : s + batch])
+            for s in range(0, len(x), batch)
+        ]
+    ).numpy()
 
 
 def fit(rec: Recordings, params: ModelParams, seed: int, progress=None) -> FittedModel:
@@ -142,8 +172,9 @@ def fit(rec: Recordings, params: ModelParams, seed: int, progress=None) -> Fitte
     xv, yv, bv, pcv = _tensors(rec, rec.tiers == "validation")
     use_b = params.modulator and b is not None
     stats = (b.mean(0), b.std(0).clamp_min(1e-6)) if use_b else None
-    model = PredictiveModel(params, rec.images.shape[2:], rec.n_neurons, y.mean(0), stats,
-                            params.shifter and pc is not None)
+    model = PredictiveModel(
+        params, rec.images.shape[2:], rec.n_neurons, y.mean(0), stats, params.shifter and pc is not None
+    )
     b = b if use_b else None
     bv = bv if use_b else None
     pc, pcv = (pc, pcv) if model.shifter is not None else (None, None)
@@ -153,7 +184,7 @@ def fit(rec: Recordings, params: ModelParams, seed: int, progress=None) -> Fitte
         model.train()
         order = torch.randperm(len(y), generator=gen)
         for s in range(0, len(y), params.batch_size):
-            i = order[s:s + params.batch_size]
+            i = order[s : s + params.batch_size]
             out = model(x[i], None if b is None else b[i], None if pc is None else pc[i])
             loss = (out - y[i] * torch.log(out + 1e-8)).mean() + model.regularizer() / len(y)
             opt.zero_grad()
@@ -171,5 +202,7 @@ def fit(rec: Recordings, params: ModelParams, seed: int, progress=None) -> Fitte
     model.load_state_dict(best)
     xt, yt, bt, pct = _tensors(rec, rec.tiers == "test")
     val = correlation(_predict_trials(model, xv, bv, pcv), yv.numpy())
-    test = correlation(_predict_trials(model, xt, bt if use_b else None, pct if model.shifter is not None else None), yt.numpy())
+    test = correlation(
+        _predict_trials(model, xt, bt if use_b else None, pct if model.shifter is not None else None), yt.numpy()
+    )
     return FittedModel(model, val, test, epoch, seed, pc.mean(0) if pc is not None else None)

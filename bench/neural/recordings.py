@@ -1,5 +1,6 @@
 """One in-memory form for recordings of one scan, validated, with the oracle statistics the
 neuron weighting needs. Pure: readers and writers live in bench.neural.io."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ class Recordings:
     def n_neurons(self) -> int:
         return self.responses.shape[1]
 
-    def validate(self, where: str | None = None) -> "Recordings":
+    def validate(self, where: str | None = None) -> Recordings:
         where = where or self.source or "recordings"
         n, t = len(self.images), len(self.trial_image)
 

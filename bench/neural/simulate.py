@@ -6,6 +6,7 @@ a quadrature pair); divisive normalisation by the population's mean drive; a sha
 behaviour-coupled gain (running); Poisson or negative-binomial trial noise. Stimuli are
 natural-image patches cut from scikit-image's bundled sample images (or a folder of images),
 at 36 x 64 like the paper's. The noise-free responses are kept as ground truth."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,38 +17,59 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from bench.neural.io import default_tiers
-from bench.neural.recordings import Recordings, RecordingError
+from bench.neural.recordings import RecordingError, Recordings
 
-SAMPLE_IMAGES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock_motion", "coffee", "coins", "grass",
-                 "gravel", "hubble_deep_field", "ihc", "microaneurysms", "moon", "motorcycle_left",
-                 "motorcycle_right", "page", "retina", "rocket", "text")
+SAMPLE_IMAGES = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "clock_motion",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "ihc",
+    "microaneurysms",
+    "moon",
+    "motorcycle_left",
+    "motorcycle_right",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+)
 
 
 @dataclass(frozen=True)
 class SimulationParams:
     __pydantic_config__ = ConfigDict(extra="forbid")
-    n_neurons: Annotated[int, Field(ge=2)] = 200
-    n_images: Annotated[int, Field(ge=10)] = 1000  # shown once each
-    n_oracle: Annotated[int, Field(ge=2)] = 50  # shown n_repeats times each
-    n_repeats: Annotated[int, Field(ge=2)] = 10
-    height: Annotated[int, Field(ge=8)] = 36
-    width: Annotated[int, Field(ge=8)] = 64
+    n_neurons: Annotated[int, Field(ge=2, le=100_000)] = 200
+    n_images: Annotated[int, Field(ge=10, le=200_000)] = 1000  # shown once each
+    n_oracle: Annotated[int, Field(ge=2, le=10_000)] = 50  # shown n_repeats times each
+    n_repeats: Annotated[int, Field(ge=2, le=1000)] = 10
+    height: Annotated[int, Field(ge=8, le=1024)] = 36
+    width: Annotated[int, Field(ge=8, le=1024)] = 64
     complex_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
     noise: Literal["poisson", "negbinom"] = "poisson"
-    mean_rate: Annotated[float, Field(gt=0)] = 0.3  # mean expected count per trial (calcium-like noise)
+    mean_rate: Annotated[float, Field(gt=0, le=1000)] = 0.3  # mean expected count per trial (calcium-like noise)
     # share of each neuron's mean rate that does not depend on the image: sets the reliability
     # (the defaults give a median oracle signal-to-noise variance ratio below 1, as in V1)
     baseline: Annotated[float, Field(ge=0, lt=1)] = 0.65
-    running_coupling: Annotated[float, Field(ge=0)] = 0.3  # gain change per unit running speed
+    running_coupling: Annotated[float, Field(ge=0, le=100)] = 0.3  # gain change per unit running speed
     image_dir: str = ""  # natural images to cut patches from; default: scikit-image's samples
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
 def _load_sources(image_dir: str) -> list[np.ndarray]:
     from skimage import color, io
 
     if image_dir:
-        paths = sorted(p for p in Path(image_dir).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
+        paths = sorted(
+            p for p in Path(image_dir).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+        )
         if not paths:
             raise RecordingError(f"{image_dir}: no .png/.jpg/.tif images to cut stimuli from")
     else:
@@ -75,14 +97,14 @@ def natural_patches(n: int, h: int, w: int, rng: np.random.Generator, image_dir:
         scale = int(rng.integers(1, 1 + min(3, src.shape[0] // h, src.shape[1] // w)))
         y = rng.integers(0, src.shape[0] - h * scale + 1)
         x = rng.integers(0, src.shape[1] - w * scale + 1)
-        crop = src[y:y + h * scale, x:x + w * scale].reshape(h, scale, w, scale).mean(axis=(1, 3))
+        crop = src[y : y + h * scale, x : x + w * scale].reshape(h, scale, w, scale).mean(axis=(1, 3))
         patches[k, 0] = crop[:, ::-1] if rng.random() < 0.5 else crop
     return patches
 
 
 def gabor_bank(p: SimulationParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit-norm, zero-mean Gabor pairs (even, odd) per neuron, and which neurons are complex."""
-    yy, xx = np.mgrid[0:p.height, 0:p.width].astype(np.float64)
+    yy, xx = np.mgrid[0 : p.height, 0 : p.width].astype(np.float64)
     k = p.n_neurons
     cx, cy = rng.uniform(0.25, 0.75, k) * p.width, rng.uniform(0.25, 0.75, k) * p.height
     theta, phase = rng.uniform(0, np.pi, k), rng.uniform(0, 2 * np.pi, k)
@@ -96,15 +118,18 @@ def gabor_bank(p: SimulationParams, rng: np.random.Generator) -> tuple[np.ndarra
             dx, dy = xx - cx[a], yy - cy[a]
             u = dx * np.cos(theta[a]) + dy * np.sin(theta[a])
             v = -dx * np.sin(theta[a]) + dy * np.cos(theta[a])
-            g = np.exp(-(u**2 + (aspect[a] * v) ** 2) / (2 * sigma[a] ** 2)) * np.cos(2 * np.pi * freq[a] * u + phase[a] + shift)
+            g = np.exp(-(u**2 + (aspect[a] * v) ** 2) / (2 * sigma[a] ** 2)) * np.cos(
+                2 * np.pi * freq[a] * u + phase[a] + shift
+            )
             g -= g.mean()
             filters[a] = g / np.linalg.norm(g)
         banks.append(filters.reshape(k, -1))
     return banks[0], banks[1], rng.random(k) < p.complex_fraction
 
 
-def population_rates(images: np.ndarray, even: np.ndarray, odd: np.ndarray, complex_cells: np.ndarray,
-                     gains: np.ndarray) -> np.ndarray:
+def population_rates(
+    images: np.ndarray, even: np.ndarray, odd: np.ndarray, complex_cells: np.ndarray, gains: np.ndarray
+) -> np.ndarray:
     """Noise-free rates (images x neurons): drive, then divisive normalisation."""
     s = images.reshape(len(images), -1).astype(np.float64)
     s = s - s.mean(axis=1, keepdims=True)  # contrast around each image's mean luminance
@@ -139,10 +164,18 @@ def simulate(p: SimulationParams) -> Recordings:
         responses = rng.poisson(rng.gamma(2.0, expected / 2.0))
     responses = responses.astype(np.float32)
     oracle = np.zeros(n, bool)
-    oracle[p.n_images:] = True
+    oracle[p.n_images :] = True
     # a neuron that never fired cannot be weighted: give it one spike on a random trial
     silent = responses.std(axis=0) == 0
     responses[rng.integers(0, t, silent.sum()), np.where(silent)[0]] += 1
-    return Recordings(images=images, trial_image=trial_image, responses=responses, oracle=oracle,
-                      tiers=default_tiers(trial_image, oracle, p.seed), behavior=behavior, pupil_center=pupil_center,
-                      ground_truth=rates.astype(np.float32), source=f"simulated(seed={p.seed})").validate()
+    return Recordings(
+        images=images,
+        trial_image=trial_image,
+        responses=responses,
+        oracle=oracle,
+        tiers=default_tiers(trial_image, oracle, p.seed),
+        behavior=behavior,
+        pupil_center=pupil_center,
+        ground_truth=rates.astype(np.float32),
+        source=f"simulated(seed={p.seed})",
+    ).validate()

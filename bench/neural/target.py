@@ -4,6 +4,7 @@
 Only the N(N-1)/2 pairs i < j are kept (a float32 vector indexed by pair rank: 50 MB for 5,000
 images); they are computed in row blocks, so no N x N matrix and no concatenation of all scans'
 responses is ever held in memory."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.io import atomic_save, load_versioned
 from bench.neural.recordings import Recordings, first_trials, neuron_weights, oracle_variances
 from bench.targets.base import SimilarityTarget, n_pairs, pair_rank, unit_rows
-from bench.io import atomic_save, load_versioned
 
 TARGET_FORMAT = "neuroreg-bench/target"
 TARGET_VERSION = 1
@@ -44,8 +45,8 @@ def pairs_from_views(views: list[np.ndarray], block: int = 512) -> np.ndarray:
         stop = min(start + block, n)
         s = sum(v[start:stop] @ v.T for v in views) / len(views)
         for r in range(stop - start):
-            row = s[r, start + r + 1:]
-            out[pos:pos + len(row)] = row
+            row = s[r, start + r + 1 :]
+            out[pos : pos + len(row)] = row
             pos += len(row)
     return out
 
@@ -64,6 +65,7 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
 class ScanResult:
     """What one scan contributes: unit vectors per view (model seed) for the stimuli, and the
     oracle-image similarities of the validation report."""
+
     views: list[np.ndarray]
     validation: dict
     info: dict = field(default_factory=dict)
@@ -103,8 +105,13 @@ def scan_views(rec: Recordings, kind: str, models: list | None = None) -> ScanRe
         val["repeat_average_vs_ground_truth"] = corr(s_avg, s_true)
         if pred is not None:
             val["model_vs_ground_truth"] = corr(pair_similarities(pred, w), s_true)
-    info = {"source": rec.source, "hash": recording_hash(rec), "neurons": rec.n_neurons, "stimuli": int(len(stimuli)),
-            "median_w": float(np.median(w))}
+    info = {
+        "source": rec.source,
+        "hash": recording_hash(rec),
+        "neurons": rec.n_neurons,
+        "stimuli": int(len(stimuli)),
+        "median_w": float(np.median(w)),
+    }
     if models:
         info["model_seeds"] = [fm.seed for fm in models]
         info["test_correlation"] = float(np.mean([fm.test_correlation.mean() for fm in models]))
@@ -112,24 +119,42 @@ def scan_views(rec: Recordings, kind: str, models: list | None = None) -> ScanRe
     return ScanResult(views, val, info, truth)
 
 
-def build_artifact(scans: list[Recordings], kind: str, models: dict[int, list] | None, path: Path, recipe: dict) -> dict:
+def build_artifact(
+    scans: list[Recordings], kind: str, models: dict[int, list] | None, path: Path, recipe: dict
+) -> dict:
     """Average the scans' views into one pair vector; write images, pairs and metadata."""
     first = scans[0]
     stimuli = np.where(~first.oracle)[0]
     for rec in scans[1:]:
         if not np.array_equal(rec.images[~rec.oracle], first.images[stimuli]):
-            raise BenchError(f"{rec.source}: its stimulus images differ from {first.source}'s; scans can only be "
-                             "averaged over the same images")
+            raise BenchError(
+                f"{rec.source}: its stimulus images differ from {first.source}'s; scans can only be "
+                "averaged over the same images"
+            )
     results = [scan_views(rec, kind, (models or {}).get(k)) for k, rec in enumerate(scans)]
     pairs = pairs_from_views([v for r in results for v in r.views])
     for r in results:  # the artifact's own pairs against each simulated scan's truth
         if r.truth_pairs is not None:
             r.validation["target_vs_ground_truth"] = corr(pairs, r.truth_pairs)
-    meta = {"kind": kind, "recipe": recipe, "scans": [r.info for r in results],
-            "validation": [r.validation for r in results], "n_stimuli": int(len(stimuli)), "n_pairs": int(len(pairs))}
+    meta = {
+        "kind": kind,
+        "recipe": recipe,
+        "scans": [r.info for r in results],
+        "validation": [r.validation for r in results],
+        "n_stimuli": int(len(stimuli)),
+        "n_pairs": int(len(pairs)),
+    }
     images = torch.from_numpy(np.round(first.images[stimuli] * 255).astype(np.uint8))
-    atomic_save({"format": TARGET_FORMAT, "format_version": TARGET_VERSION, "images": images, "pairs": torch.from_numpy(pairs),
-                 "meta": json.dumps(meta, sort_keys=True)}, Path(path))
+    atomic_save(
+        {
+            "format": TARGET_FORMAT,
+            "format_version": TARGET_VERSION,
+            "images": images,
+            "pairs": torch.from_numpy(pairs),
+            "meta": json.dumps(meta, sort_keys=True),
+        },
+        Path(path),
+    )
     return meta
 
 
@@ -150,10 +175,20 @@ class PairTarget(SimilarityTarget):
 
 def load_artifact(path: str | Path) -> tuple[PairTarget, dict]:
     path = Path(path)
-    obj = load_versioned(path, TARGET_FORMAT, TARGET_VERSION, "target artifact",
-                         "build one with 'bench neural target', or delete a cached one to rebuild it", BenchError)
+    obj = load_versioned(
+        path,
+        TARGET_FORMAT,
+        TARGET_VERSION,
+        "target artifact",
+        "build one with 'bench neural target', or delete a cached one to rebuild it",
+        BenchError,
+    )
     meta = json.loads(obj["meta"])
     images = obj["images"].float() / 255.0
-    desc = {"kind": meta["kind"], "artifact": str(path), "n_stimuli": meta["n_stimuli"],
-            "scans": [s["hash"] for s in meta["scans"]]}
+    desc = {
+        "kind": meta["kind"],
+        "artifact": str(path),
+        "n_stimuli": meta["n_stimuli"],
+        "scans": [s["hash"] for s in meta["scans"]],
+    }
     return PairTarget(images, obj["pairs"], desc), meta

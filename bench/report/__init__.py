@@ -1,4 +1,5 @@
 """Leaderboards from the results store: tables, statistics, plots and exports under reports/SUITE/."""
-from bench.report.leaderboard import Leaderboard, build_leaderboard, write_reports
 
-__all__ = ["Leaderboard", "build_leaderboard", "write_reports"]
+from bench.report.leaderboard import Leaderboard, build_leaderboard, report_destination, write_reports
+
+__all__ = ["Leaderboard", "build_leaderboard", "report_destination", "write_reports"]

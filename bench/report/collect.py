@@ -1,5 +1,6 @@
 """Read a planned suite's cells from the store: the long results table, per-image outcomes and
 training records. The only module of bench.report that touches the store."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,12 +13,45 @@ from bench.config import canonical_json
 from bench.store import ResultStore
 from bench.suite.runner import Cell
 
-CSV_COLUMNS = ["model", "regularizer", "arch", "seed", "dataset", "suite", "suite_version", "evaluation", "param",
-               "statistic", "value", "n_images", "subset_hash", "card_hash", "checkpoint_hash", "device"]
+CSV_COLUMNS = [
+    "model",
+    "regularizer",
+    "arch",
+    "seed",
+    "dataset",
+    "suite",
+    "suite_version",
+    "evaluation",
+    "param",
+    "statistic",
+    "value",
+    "n_images",
+    "subset_hash",
+    "card_hash",
+    "checkpoint_hash",
+    "device",
+]
 # results in memory: the metric identity structured (metric name, source model, statistic, attack)
-RESULT_COLUMNS = ["model", "regularizer", "arch", "seed", "dataset", "suite", "suite_version", "metric", "source",
-                  "param", "statistic", "attack", "value", "n_images", "subset_hash", "card_hash", "checkpoint_hash",
-                  "device"]
+RESULT_COLUMNS = [
+    "model",
+    "regularizer",
+    "arch",
+    "seed",
+    "dataset",
+    "suite",
+    "suite_version",
+    "metric",
+    "source",
+    "param",
+    "statistic",
+    "attack",
+    "value",
+    "n_images",
+    "subset_hash",
+    "card_hash",
+    "checkpoint_hash",
+    "device",
+]
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Per-model exports: a Markdown model card per trained model, and each model's results in
 RobustBench's model-info JSON schema (their field names; numbers as percent strings)."""
+
 from __future__ import annotations
 
 import json
@@ -13,37 +14,63 @@ from bench.evals.reporting import ReportSpec
 from bench.report.summary import curve_points, curves, headline_per_seed, rows_of
 
 
-def model_card(card: ModelCard, training: pd.Series, results: pd.DataFrame, suite_name: str,
-               specs: list[ReportSpec]) -> str:
+def model_card(
+    card: ModelCard, training: pd.Series, results: pd.DataFrame, suite_name: str, specs: list[ReportSpec]
+) -> str:
     """Card, data, seed, target, alpha, learned layer weights, compute, environment, numbers."""
     reg = card.regularizer
     history = json.loads(training["history"])
     best = history[int(training["best_epoch"]) - 1]
     weights = json.loads(training["layer_weights"])
     numbers = headline_per_seed(results[(results["model"] == card.name) & (results["seed"] == training["seed"])], specs)
-    lines = [f"# Model card: {card.name}, seed {training['seed']}", "", card.description or "", "",
-             "| field | value |", "|---|---|",
-             f"| architecture | {card.arch}, width {card.width}, 1 input channel |",
-             f"| dataset | {card.dataset}; validation fraction {card.trainer.val_fraction} (split seed {card.trainer.split_seed}); "
-             f"training images {card.trainer.train_images or 'all'}; augmentation {'crop+flip' if card.trainer.augment else 'none'} |",
-             f"| training | {card.trainer.epochs} epochs, batch {card.trainer.batch_size}, SGD lr {card.trainer.lr} x "
-             f"{card.trainer.lr_decay} every {card.trainer.lr_step_epochs} (cycle {card.trainer.lr_cycle_epochs}), momentum "
-             f"{card.trainer.momentum}, weight decay {card.trainer.weight_decay} |",
-             f"| regularizer | {card.regularizer_label}" + (f", alpha {reg.alpha} ({reg.loss_convention} convention), "
-                                                            f"{reg.pairs_per_step} pairs per step" if reg else "") + " |",
-             f"| target | {training['target'] or '-'} |",
-             f"| seed | {training['seed']} |",
-             f"| best epoch | {training['best_epoch']} (val loss {best['val_loss']:.4f}, val acc {best['val_acc']:.4f}) |",
-             f"| compute | {training['seconds']:.0f} s of training on {training['device']} ({training.get('numerics', '')}) |",
-             f"| environment | {training['packages']} |",
-             f"| card hash / checkpoint hash | {card.card_hash} / {training['checkpoint_hash']} |", ""]
+    lines = [
+        f"# Model card: {card.name}, seed {training['seed']}",
+        "",
+        card.description or "",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| architecture | {card.arch}, width {card.width}, 1 input channel |",
+        f"| dataset | {card.dataset}; validation fraction {card.trainer.val_fraction} (split seed {card.trainer.split_seed}); "
+        f"training images {card.trainer.train_images or 'all'}; augmentation {'crop+flip' if card.trainer.augment else 'none'} |",
+        f"| training | {card.trainer.epochs} epochs, batch {card.trainer.batch_size}, SGD lr {card.trainer.lr} x "
+        f"{card.trainer.lr_decay} every {card.trainer.lr_step_epochs} (cycle {card.trainer.lr_cycle_epochs}), momentum "
+        f"{card.trainer.momentum}, weight decay {card.trainer.weight_decay} |",
+        f"| regularizer | {card.regularizer_label}"
+        + (
+            f", alpha {reg.alpha} ({reg.loss_convention} convention), {reg.pairs_per_step} pairs per step"
+            if reg
+            else ""
+        )
+        + " |",
+        f"| target | {training['target'] or '-'} |",
+        f"| seed | {training['seed']} |",
+        f"| best epoch | {training['best_epoch']} (val loss {best['val_loss']:.4f}, val acc {best['val_acc']:.4f}) |",
+        f"| compute | {training['seconds']:.0f} s of training on {training['device']} ({training.get('numerics', '')}) |",
+        f"| environment | {training['packages']} |",
+        f"| card hash / checkpoint hash | {card.card_hash} / {training['checkpoint_hash']} |",
+        "",
+    ]
     if weights:
         taps = json.loads(training.get("taps") or "[]") or [f"tap {i}" for i in range(len(weights))]
-        lines += ["## Learned layer weights", "", tabulate([weights], headers=taps, tablefmt="github", floatfmt=".3f"), ""]
+        lines += [
+            "## Learned layer weights",
+            "",
+            tabulate([weights], headers=taps, tablefmt="github", floatfmt=".3f"),
+            "",
+        ]
     if not numbers.empty:
-        lines += [f"## Headline numbers (suite `{suite_name}`)", "",
-                  tabulate(numbers[["column", "value"]].values.tolist(), headers=["metric", "value"], tablefmt="github",
-                           floatfmt=".4g"), ""]
+        lines += [
+            f"## Headline numbers (suite `{suite_name}`)",
+            "",
+            tabulate(
+                numbers[["column", "value"]].values.tolist(),
+                headers=["metric", "value"],
+                tablefmt="github",
+                floatfmt=".4g",
+            ),
+            "",
+        ]
     lines += ["## Card as validated", "", "```json", canonical_json(card), "```", ""]
     return "\n".join(lines)
 
@@ -54,11 +81,23 @@ def robustbench_info(card: ModelCard, results: pd.DataFrame, specs: list[ReportS
     epsilon may come from PGD, never a PGD number in AutoAttack's field). Our own numbers go
     under ``neuroreg_bench``: every headline curve and every summary."""
     r = results[results["model"] == card.name]
-    info = {"link": "", "name": card.name, "authors": "", "additional_data": False, "number_forward_passes": 1,
-            "dataset": card.dataset, "venue": "", "architecture": f"{card.arch} (width {card.width}, grayscale)"}
+    info = {
+        "link": "",
+        "name": card.name,
+        "authors": "",
+        "additional_data": False,
+        "number_forward_passes": 1,
+        "dataset": card.dataset,
+        "venue": "",
+        "architecture": f"{card.arch} (width {card.width}, grayscale)",
+    }
     per_seed = headline_per_seed(r, specs)
-    extra = {"seeds": sorted(int(s) for s in r["seed"].unique()), "n_images": int(r["n_images"].max()),
-             "suite": f"{r['suite'].iloc[0]} v{int(r['suite_version'].iloc[0])}", "regularizer": card.regularizer_label}
+    extra = {
+        "seeds": sorted(int(s) for s in r["seed"].unique()),
+        "n_images": int(r["n_images"].max()),
+        "suite": f"{r['suite'].iloc[0]} v{int(r['suite_version'].iloc[0])}",
+        "regularizer": card.regularizer_label,
+    }
     for spec in specs:
         for s in spec.summaries:
             value = per_seed[per_seed["column"] == s.column]["value"].mean()
@@ -66,14 +105,18 @@ def robustbench_info(card: ModelCard, results: pd.DataFrame, specs: list[ReportS
                 info[s.robustbench] = f"{value * 100:.2f}" if s.percent else float(value)
             else:
                 extra[s.column.replace(" ", "_") + ("_acc" if s.percent else "")] = (
-                    f"{value * 100:.2f}" if s.percent else float(value))
+                    f"{value * 100:.2f}" if s.percent else float(value)
+                )
         for c in spec.curves:
             points = curve_points(rows_of(r, c.metric))
             if c.headline and len(points):
-                extra[f"{c.metric.label}_acc"] = {f"{p:g}": f"{v * 100:.2f}"
-                                                   for p, v in points.groupby("param")["value"].mean().items()}
+                extra[f"{c.metric.label}_acc"] = {
+                    f"{p:g}": f"{v * 100:.2f}" for p, v in points.groupby("param")["value"].mean().items()
+                }
     info["reported"] = ""
-    positive = {c.robustbench: curve_points(rows_of(r, c.metric)).query("param > 0") for c in curves(specs) if c.robustbench}
+    positive = {
+        c.robustbench: curve_points(rows_of(r, c.metric)).query("param > 0") for c in curves(specs) if c.robustbench
+    }
     if "autoattack" in positive and len(positive["autoattack"]):  # at the largest epsilon evaluated
         auto = positive["autoattack"]
         eps = auto["param"].max()

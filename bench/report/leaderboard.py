@@ -1,11 +1,11 @@
 """Build a suite's leaderboard from the store and write reports/SUITE/: leaderboard.md,
 leaderboard.tex, index.html, results.csv, deltas.csv, PNG plots, models/*.md and
-robustbench/*.json. Everything is written into a temporary folder first and then moved into
-place, so a failure never leaves a half-written report."""
+robustbench/*.json. Everything is written into a temporary folder first and then published by
+one rename, so a failure or a kill never leaves a half-written or mixed report."""
+
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -17,10 +17,18 @@ from tabulate import tabulate
 from bench.cards import SuiteCard
 from bench.errors import BenchError
 from bench.evals.reporting import ReportSpec
+from bench.io import ensure_writable_folder, recover_folder, replace_folder
 from bench.report import exports, plots, render
 from bench.report.collect import SuiteResults, collect, csv_table
-from bench.report.summary import (comparison_pairs, delta_table, detail_tables, main_table, paired_deltas, sanity_flags,
-                                  seed_summary)
+from bench.report.summary import (
+    comparison_pairs,
+    delta_table,
+    detail_tables,
+    main_table,
+    paired_deltas,
+    sanity_flags,
+    seed_summary,
+)
 from bench.store import ResultStore
 from bench.suite.runner import Cell, report_specs
 
@@ -56,8 +64,15 @@ def build_leaderboard(suite: SuiteCard, store: ResultStore, plan: list[Cell]) ->
     labels = {c.name: c.regularizer_label for c in suite.cards}
     pairs = comparison_pairs(labels, suite.compare.baseline or None, suite.compare.control or None)
     deltas = paired_deltas(data.results, data.examples, pairs, specs)
-    return Leaderboard(data, specs, main_table(data.results, models, specs), deltas, delta_table(deltas, specs),
-                       sanity_flags(data.results, data.cells, specs), detail_tables(data.results, models, specs))
+    return Leaderboard(
+        data,
+        specs,
+        main_table(data.results, models, specs),
+        deltas,
+        delta_table(deltas, specs),
+        sanity_flags(data.results, data.cells, specs),
+        detail_tables(data.results, models, specs),
+    )
 
 
 def _write_all(board: Leaderboard, tmp: Path) -> None:
@@ -75,25 +90,39 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
     (tmp / "models").mkdir()
     for _, t in board.trainings.iterrows():
         (tmp / "models" / f"{t['model']}-seed{t['seed']}.md").write_text(
-            exports.model_card(cards[t["model"]], t, board.results, board.suite.name, board.specs))
+            exports.model_card(cards[t["model"]], t, board.results, board.suite.name, board.specs)
+        )
     (tmp / "robustbench").mkdir()
     for name in dict.fromkeys(board.results["model"]):
         info = exports.robustbench_info(cards[name], board.results, board.specs)
         (tmp / "robustbench" / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
 
 
+def report_destination(reports_dir: Path, suite: str) -> Path:
+    """Where the report goes, checked before any work: the reports folder must take files and the
+    suite's entry, if present, must be a folder."""
+    dest = Path(reports_dir) / suite
+    ensure_writable_folder(Path(reports_dir), "the reports folder (--reports)", "pass --reports to a writable folder")
+    if dest.exists() and not dest.is_dir():
+        raise BenchError(f"{dest}: is a file where the {suite} report folder goes; move it away or pass --reports")
+    return dest
+
+
 def write_reports(board: Leaderboard, reports_dir: Path) -> Path:
+    """Written whole into a hidden sibling folder, then published by one rename; leftovers of a
+    killed run (and of older versions, inside the folder) are cleaned first."""
     if board.results.empty:
-        raise BenchError(f"suite {board.suite.name!r}: no results in the store; run 'bench run {board.suite.name}' first")
-    dest = Path(reports_dir) / board.suite.name
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".tmp-"))
+        raise BenchError(
+            f"suite {board.suite.name!r}: no results in the store; run 'bench run {board.suite.name}' first"
+        )
+    dest = report_destination(reports_dir, board.suite.name)
+    recover_folder(dest)
+    for legacy in dest.glob(".tmp-*") if dest.is_dir() else []:
+        shutil.rmtree(legacy, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
         _write_all(board, tmp)
-        for item in sorted(tmp.iterdir()):
-            if item.is_dir():
-                shutil.rmtree(dest / item.name, ignore_errors=True)
-            os.replace(item, dest / item.name)
+        replace_folder(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

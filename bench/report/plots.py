@@ -1,6 +1,7 @@
 """Matplotlib figures of a leaderboard (PNG, Agg backend), drawn from the evaluations'
 declarations: curves naming the same figure share it (a panel each, or pooled into one),
 summaries with a distribution plot get an ECDF of their per-image values."""
+
 from __future__ import annotations
 
 import json
@@ -67,12 +68,14 @@ def curve_figures(summary: pd.DataFrame, specs: list[ReportSpec], suite: str, fo
                 rows = rows_of(summary, c.metric)
                 for model in dict.fromkeys(rows["model"]):
                     d = rows[rows["model"] == model].sort_values("param")
-                    line, = ax.plot(d["param"], d["mean"] * 100, marker="o", ms=3,
-                                    label=f"{model} ({d['regularizer'].iloc[0]})")
+                    (line,) = ax.plot(
+                        d["param"], d["mean"] * 100, marker="o", ms=3, label=f"{model} ({d['regularizer'].iloc[0]})"
+                    )
                     if (d["n"] > 1).any():
                         sem = d["sem"].fillna(0) * 100
-                        ax.fill_between(d["param"], d["mean"] * 100 - sem, d["mean"] * 100 + sem, alpha=0.2,
-                                        color=line.get_color())
+                        ax.fill_between(
+                            d["param"], d["mean"] * 100 - sem, d["mean"] * 100 + sem, alpha=0.2, color=line.get_color()
+                        )
                 _accuracy_axes(ax, c.axis)
             axes[0].legend(fontsize=7)
             fig.suptitle(f"{suite}: {group[0].title}", fontsize=10)
@@ -93,15 +96,22 @@ def distribution_figures(examples: dict, models: list[str], specs: list[ReportSp
         fig, axes = _panels(len(group))
         for ax, s in zip(axes, group):
             for model in models:
-                values = [v for k, v in examples.items() if k[0] == model and k[2] == s.metric and k[4] == s.examples
-                          and k[5] == ""]
+                values = [
+                    v
+                    for k, v in examples.items()
+                    if k[0] == model and k[2] == s.metric and k[4] == s.examples and k[5] == ""
+                ]
                 d = np.concatenate(values or [np.array([])])
                 if d.size == 0:
                     continue
                 x = np.sort(d)
                 finite = np.isfinite(x)
-                ax.step(x[finite], np.arange(1, finite.sum() + 1) / len(x) * 100, where="post",
-                        label=f"{model} (median {np.median(d):.3g})")
+                ax.step(
+                    x[finite],
+                    np.arange(1, finite.sum() + 1) / len(x) * 100,
+                    where="post",
+                    label=f"{model} (median {np.median(d):.3g})",
+                )
             ax.set_xlabel(f"{s.column} per image")
             ax.set_ylabel("% images at or below")
             ax.set_ylim(0, 100)

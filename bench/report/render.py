@@ -1,5 +1,6 @@
 """Text renderings of a leaderboard: Markdown (the published report), LaTeX (the main table)
 and a self-contained HTML page (tables and plots inline, no network)."""
+
 from __future__ import annotations
 
 import base64
@@ -12,26 +13,29 @@ from tabulate import tabulate
 
 from bench.stats import MIN_SEEDS
 
-
-DELTA_NOTE = (f"Δ = model − reference, the mean over the training seeds both have (column 'seeds') on the same "
-              "evaluation images, which saw the same noise and corruptions (common random numbers). Brackets: 95% "
-              "percentile bootstrap over training seeds and images together (seeds resampled, then images within "
-              f"them; 2,000 resamples, seed 0), so they include the training-seed variance; with fewer than {MIN_SEEDS} "
-              "seeds no interval is shown, because a training effect cannot be told from one run's luck without "
-              "its seed variance. AUC: mean accuracy over the evaluation's grid (trapezoid rule). deltas.csv has "
-              "every point, and per training seed an exact McNemar test: it compares those two sets of weights "
-              "on these images, not the training procedures.")
+DELTA_NOTE = (
+    f"Δ = model − reference, the mean over the training seeds both have (column 'seeds') on the same "
+    "evaluation images, which saw the same noise and corruptions (common random numbers). Brackets: 95% "
+    "percentile bootstrap over training seeds and images together (seeds resampled, then images within "
+    f"them; 2,000 resamples, seed 0), so they include the training-seed variance; with fewer than {MIN_SEEDS} "
+    "seeds no interval is shown, because a training effect cannot be told from one run's luck without "
+    "its seed variance. AUC: mean accuracy over the evaluation's grid (trapezoid rule). deltas.csv has "
+    "every point, and per training seed an exact McNemar test: it compares those two sets of weights "
+    "on these images, not the training procedures."
+)
 
 
 def protocol_text(board) -> str:
     s = board.suite
     subset = board.results["subset_hash"].iloc[0] if len(board.results) else "-"
-    return (f"Dataset `{s.dataset}`, evaluation subset of {s.subset.size} test images (seed {s.subset.seed}, hash "
-            f"`{subset}`), training seeds {list(s.seeds)}. Accuracies in %, mean ± SEM over training seeds (SEM "
-            "only with more than one seed); the rank of each column is in parentheses (1 = best). Robust accuracy "
-            "counts clean errors as failures (Foolbox semantics). Minimal perturbations are medians over images at "
-            "[0,1] pixel scale of the smallest found by the attack ensemble: upper bounds on the true minimum. "
-            "Evaluations with max_images run on the first images of the subset (see 'What was evaluated').")
+    return (
+        f"Dataset `{s.dataset}`, evaluation subset of {s.subset.size} test images (seed {s.subset.seed}, hash "
+        f"`{subset}`), training seeds {list(s.seeds)}. Accuracies in %, mean ± SEM over training seeds (SEM "
+        "only with more than one seed); the rank of each column is in parentheses (1 = best). Robust accuracy "
+        "counts clean errors as failures (Foolbox semantics). Minimal perturbations are medians over images at "
+        "[0,1] pixel scale of the smallest found by the attack ensemble: upper bounds on the true minimum. "
+        "Evaluations with max_images run on the first images of the subset (see 'What was evaluated')."
+    )
 
 
 def evaluation_lines(board) -> list[str]:
@@ -42,8 +46,10 @@ def evaluation_lines(board) -> list[str]:
         notes = json.loads(c["notes"].iloc[0])
         p = ", ".join(f"{k}={v}" for k, v in json.loads(params).items()) or "-"
         extra = "; ".join(f"{k}: {v}" for k, v in notes.items())
-        lines.append(f"`{kind}` ({p}) on {int(c['n_images'].iloc[0])} images x {c['seed'].nunique()} seed(s)"
-                     + (f"; {extra}" if extra else ""))
+        lines.append(
+            f"`{kind}` ({p}) on {int(c['n_images'].iloc[0])} images x {c['seed'].nunique()} seed(s)"
+            + (f"; {extra}" if extra else "")
+        )
     return lines
 
 
@@ -66,8 +72,10 @@ def weight_headers(trainings: pd.DataFrame) -> list[str]:
 
 
 def provenance_rows(trainings: pd.DataFrame) -> list[list]:
-    return [[t["model"], t["seed"], t["card_hash"], t["checkpoint_hash"], t["device"], f"{t['seconds']:.0f}"]
-            for _, t in trainings.iterrows()]
+    return [
+        [t["model"], t["seed"], t["card_hash"], t["checkpoint_hash"], t["device"], f"{t['seconds']:.0f}"]
+        for _, t in trainings.iterrows()
+    ]
 
 
 PROVENANCE_HEADERS = ["model", "seed", "card hash", "checkpoint hash", "trained on", "train s"]
@@ -90,9 +98,11 @@ def target_lines(trainings: pd.DataFrame) -> list[str]:
         text = ", ".join(f"{k} {v}" for k, v in first.items())
         changed = [d["pairs_changed"] for d in described if "pairs_changed" in d]
         if changed:
-            text += (f"; the shuffle changed {min(changed) * 100:.1f}-{max(changed) * 100:.1f}% of target pairs over "
-                     f"{len(changed)} seed(s) (one permutation per seed): with few changed pairs the control is close "
-                     "to the treatment")
+            text += (
+                f"; the shuffle changed {min(changed) * 100:.1f}-{max(changed) * 100:.1f}% of target pairs over "
+                f"{len(changed)} seed(s) (one permutation per seed): with few changed pairs the control is close "
+                "to the treatment"
+            )
         lines.append(f"`{model}`: {text}")
     return lines
 
@@ -103,10 +113,26 @@ def markdown(board, plots: list[str]) -> str:
     out = [f"# Leaderboard: suite `{s.name}` (version {s.version})", ""]
     if s.description:
         out += [s.description, ""]
-    out += [protocol_text(board), "", "## Models", "", md(board.table), "", *[f"- {n}" for n in column_notes(board)],
-            *([""] if column_notes(board) else [])]
-    out += ["## Paired comparisons", "", DELTA_NOTE, "", md(board.delta_table), "",
-            "Every point (each level and epsilon), with its per-seed McNemar tests, is in `deltas.csv`.", ""]
+    out += [
+        protocol_text(board),
+        "",
+        "## Models",
+        "",
+        md(board.table),
+        "",
+        *[f"- {n}" for n in column_notes(board)],
+        *([""] if column_notes(board) else []),
+    ]
+    out += [
+        "## Paired comparisons",
+        "",
+        DELTA_NOTE,
+        "",
+        md(board.delta_table),
+        "",
+        "Every point (each level and epsilon), with its per-seed McNemar tests, is in `deltas.csv`.",
+        "",
+    ]
     for title, note, table in board.details:
         out += [f"## {title}", "", *([note, ""] if note else []), md(table), ""]
     out += ["## Sanity flags", "", *([f"- {f}" for f in board.flags] or ["- none raised"]), ""]
@@ -118,30 +144,56 @@ def markdown(board, plots: list[str]) -> str:
     if not board.trainings.empty:
         if target_lines(board.trainings):
             out += ["## Similarity targets", "", *[f"- {line}" for line in target_lines(board.trainings)], ""]
-        out += ["## Learned layer weights (softmax(θ) at the best-validation epoch)", "",
-                tabulate(layer_weight_rows(board.trainings), headers=weight_headers(board.trainings), tablefmt="github"), ""]
-        out += ["## Provenance", "", tabulate(provenance_rows(board.trainings), headers=PROVENANCE_HEADERS, tablefmt="github"), "",
-                f"Evaluated on {', '.join(sorted(set(board.results['device'])))}; packages {board.cells['packages'].iloc[0]}. "
-                "Per-model cards are in `models/`, RobustBench-format exports in `robustbench/`.", ""]
+        out += [
+            "## Learned layer weights (softmax(θ) at the best-validation epoch)",
+            "",
+            tabulate(layer_weight_rows(board.trainings), headers=weight_headers(board.trainings), tablefmt="github"),
+            "",
+        ]
+        out += [
+            "## Provenance",
+            "",
+            tabulate(provenance_rows(board.trainings), headers=PROVENANCE_HEADERS, tablefmt="github"),
+            "",
+            f"Evaluated on {', '.join(sorted(set(board.results['device'])))}; packages {board.cells['packages'].iloc[0]}. "
+            "Per-model cards are in `models/`, RobustBench-format exports in `robustbench/`.",
+            "",
+        ]
     return "\n".join(out)
 
 
 def latex(board) -> str:
     """The main table as a LaTeX tabular (booktabs rules)."""
+
     def esc(v) -> str:
         t = str(v)
-        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                     ("±", r"$\pm$"), ("ε", r"$\epsilon$"), ("Δ", r"$\Delta$")):
+        for a, b in (
+            ("\\", r"\textbackslash{}"),
+            ("&", r"\&"),
+            ("%", r"\%"),
+            ("_", r"\_"),
+            ("#", r"\#"),
+            ("±", r"$\pm$"),
+            ("ε", r"$\epsilon$"),
+            ("Δ", r"$\Delta$"),
+        ):
             t = t.replace(a, b)
         return t
 
     df = board.table
     cols = list(df.columns)
-    lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(cols) - 2) + "}", r"\toprule",
-             " & ".join(esc(c) for c in cols) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{" + "l" * 2 + "r" * (len(cols) - 2) + "}",
+        r"\toprule",
+        " & ".join(esc(c) for c in cols) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(esc(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}",
-              f"% suite {board.suite.name} v{board.suite.version}: mean ± SEM over seeds {list(board.suite.seeds)}, rank in parentheses"]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        f"% suite {board.suite.name} v{board.suite.version}: mean ± SEM over seeds {list(board.suite.seeds)}, rank in parentheses",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -160,26 +212,45 @@ def html_page(board, plots: dict[str, Path]) -> str:
     images decoded, so a headless browser can check the page rendered."""
     s = board.suite
     e = html.escape
-    imgs = "".join(f'<figure><img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
-                   f"<figcaption>{e(name)}</figcaption></figure>" for name, path in plots.items())
+    imgs = "".join(
+        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+        f"<figcaption>{e(name)}</figcaption></figure>"
+        for name, path in plots.items()
+    )
     flags = "".join(f'<li class="flag">{e(f)}</li>' for f in board.flags) or "<li>none raised</li>"
     evals = "".join(f"<li>{e(line)}</li>" for line in evaluation_lines(board))
-    weights = pd.DataFrame(layer_weight_rows(board.trainings), columns=weight_headers(board.trainings)) if not board.trainings.empty else pd.DataFrame()
-    prov = pd.DataFrame(provenance_rows(board.trainings), columns=PROVENANCE_HEADERS) if not board.trainings.empty else pd.DataFrame()
+    weights = (
+        pd.DataFrame(layer_weight_rows(board.trainings), columns=weight_headers(board.trainings))
+        if not board.trainings.empty
+        else pd.DataFrame()
+    )
+    prov = (
+        pd.DataFrame(provenance_rows(board.trainings), columns=PROVENANCE_HEADERS)
+        if not board.trainings.empty
+        else pd.DataFrame()
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(s.name)} leaderboard</title><style>{CSS}</style></head>
 <body>
 <h1>Leaderboard: suite <code>{e(s.name)}</code> (version {s.version})</h1>
 <p>{e(s.description)}</p><p class="note">{e(protocol_text(board))}</p>
-<h2>Models</h2>{_table_html(board.table)}<ul class="note">{"".join(f"<li>{e(n)}</li>" for n in column_notes(board))}</ul>
+<h2>Models</h2>{_table_html(board.table)}<ul class="note">{
+        "".join(f"<li>{e(n)}</li>" for n in column_notes(board))
+    }</ul>
 <h2>Paired comparisons</h2><p class="note">{e(DELTA_NOTE)}</p>{_table_html(board.delta_table)}
-{"".join(f"<h2>{e(title)}</h2>" + (f"<p class='note'>{e(note)}</p>" if note else "") + _table_html(table)
-         for title, note, table in board.details)}
+{
+        "".join(
+            f"<h2>{e(title)}</h2>" + (f"<p class='note'>{e(note)}</p>" if note else "") + _table_html(table)
+            for title, note, table in board.details
+        )
+    }
 <h2>Sanity flags</h2><ul>{flags}</ul>
 <h2>Plots</h2>{imgs or "<p>(none)</p>"}
 <h2>What was evaluated</h2><ul>{evals}</ul>
-<h2>Similarity targets</h2><ul>{"".join(f"<li>{e(t)}</li>" for t in target_lines(board.trainings)) if not board.trainings.empty else ""}</ul>
+<h2>Similarity targets</h2><ul>{
+        "".join(f"<li>{e(t)}</li>" for t in target_lines(board.trainings)) if not board.trainings.empty else ""
+    }</ul>
 <h2>Learned layer weights</h2>{_table_html(weights)}
 <h2>Provenance</h2>{_table_html(prov)}
 <script>window.addEventListener("load", () => {{

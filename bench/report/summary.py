@@ -2,6 +2,7 @@
 (AUC, medians), mean ± SEM over seeds, ranks, paired deltas with bootstrap CIs and McNemar
 tests, and sanity flags. No I/O here, and no evaluation is known by name: every table is built
 from the evaluations' own declarations (``ReportSpec``)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,16 @@ import numpy as np
 import pandas as pd
 
 from bench.evals.reporting import Curve, MetricId, ReportSpec, Summary
-from bench.stats import (curve_auc, hierarchical_bootstrap, mcnemar, mean_difference, mean_sem, median_shift,
-                         per_image_auc, ranks)
+from bench.stats import (
+    curve_auc,
+    hierarchical_bootstrap,
+    mcnemar,
+    mean_difference,
+    mean_sem,
+    median_shift,
+    per_image_auc,
+    ranks,
+)
 
 MASKING_MARGIN = 0.02  # a black-box curve beating its white-box curve by more than this: gradient masking sign
 TESTS = {"median-shift": ("median shift", median_shift), "mean-difference": ("mean accuracy", mean_difference)}
@@ -93,7 +102,9 @@ def _fmt(mean: float, sem: float, n: int, percent: bool) -> str:
     if percent:
         text = f"{mean * 100:.1f}" + (f" ± {sem * 100:.1f}" if n > 1 and not math.isnan(sem) else "")
     else:
-        text = (f"{mean:.4g}" if math.isfinite(mean) else "inf") + (f" ± {sem:.2g}" if n > 1 and not math.isnan(sem) else "")
+        text = (f"{mean:.4g}" if math.isfinite(mean) else "inf") + (
+            f" ± {sem:.2g}" if n > 1 and not math.isnan(sem) else ""
+        )
     return text
 
 
@@ -108,8 +119,10 @@ def main_table(df: pd.DataFrame, models: list[str], specs: list[ReportSpec]) -> 
     stats = {(m, c): mean_sem(g["value"]) for (m, c), g in per_seed.groupby(["model", "column"], sort=False)}
     present = [m for m in models if m in set(per_seed["model"])]
     ranked = [c for c in cols if c.ranked]
-    rank_of = {c.name: dict(zip(present, ranks([stats.get((m, c.name), (math.nan,))[0] for m in present],
-                                               c.higher_is_better))) for c in ranked}
+    rank_of = {
+        c.name: dict(zip(present, ranks([stats.get((m, c.name), (math.nan,))[0] for m in present], c.higher_is_better)))
+        for c in ranked
+    }
     rows = []
     for m in present:
         mine = per_seed[per_seed["model"] == m]
@@ -123,7 +136,9 @@ def main_table(df: pd.DataFrame, models: list[str], specs: list[ReportSpec]) -> 
     return pd.DataFrame(rows)
 
 
-def comparison_pairs(labels: dict[str, str], baseline: str | None = None, control: str | None = None) -> list[tuple[str, str]]:
+def comparison_pairs(
+    labels: dict[str, str], baseline: str | None = None, control: str | None = None
+) -> list[tuple[str, str]]:
     """(model, reference) pairs: every model against the baseline ('none') and against the
     control ('shuffle'), and the control against the baseline."""
     models = list(labels)
@@ -144,16 +159,45 @@ def _stack(examples: dict, model: str, seeds: list[int], metric: MetricId, param
     return np.stack(arrays)
 
 
-DELTA_COLUMNS = ["model", "reference", "evaluation", "param", "summary", "scope", "seed", "delta", "ci_low", "ci_high",
-                 "mcnemar_p", "model_only", "reference_only", "seeds", "images"]
+DELTA_COLUMNS = [
+    "model",
+    "reference",
+    "evaluation",
+    "param",
+    "summary",
+    "scope",
+    "seed",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "mcnemar_p",
+    "model_only",
+    "reference_only",
+    "seeds",
+    "images",
+]
 
 
 def _effect(model, ref, metric: MetricId, param, summary, ci, seeds, images) -> dict:
     """A training effect: the model's training procedure against the reference's, over seeds and
     images (hierarchical bootstrap; no interval with fewer than three seeds)."""
-    return {"model": model, "reference": ref, "evaluation": metric.label, "param": param, "summary": summary,
-            "scope": "seeds and images", "seed": None, "delta": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
-            "mcnemar_p": math.nan, "model_only": None, "reference_only": None, "seeds": len(seeds), "images": images}
+    return {
+        "model": model,
+        "reference": ref,
+        "evaluation": metric.label,
+        "param": param,
+        "summary": summary,
+        "scope": "seeds and images",
+        "seed": None,
+        "delta": ci.estimate,
+        "ci_low": ci.low,
+        "ci_high": ci.high,
+        "mcnemar_p": math.nan,
+        "model_only": None,
+        "reference_only": None,
+        "seeds": len(seeds),
+        "images": images,
+    }
 
 
 def _per_seed_mcnemar(model, ref, metric: MetricId, param, seeds, a: np.ndarray, b: np.ndarray) -> list[dict]:
@@ -161,15 +205,36 @@ def _per_seed_mcnemar(model, ref, metric: MetricId, param, seeds, a: np.ndarray,
     rows = []
     for k, s in enumerate(seeds):
         t = mcnemar(a[k], b[k])
-        rows.append({"model": model, "reference": ref, "evaluation": metric.label, "param": param, "summary": "accuracy",
-                     "scope": "these weights", "seed": s, "delta": float((a[k] - b[k]).mean()), "ci_low": math.nan,
-                     "ci_high": math.nan, "mcnemar_p": t.p_value, "model_only": t.a_only, "reference_only": t.b_only,
-                     "seeds": 1, "images": a.shape[1]})
+        rows.append(
+            {
+                "model": model,
+                "reference": ref,
+                "evaluation": metric.label,
+                "param": param,
+                "summary": "accuracy",
+                "scope": "these weights",
+                "seed": s,
+                "delta": float((a[k] - b[k]).mean()),
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "mcnemar_p": t.p_value,
+                "model_only": t.a_only,
+                "reference_only": t.b_only,
+                "seeds": 1,
+                "images": a.shape[1],
+            }
+        )
     return rows
 
 
-def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]], specs: list[ReportSpec],
-                  n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def paired_deltas(
+    df: pd.DataFrame,
+    examples: dict,
+    pairs: list[tuple[str, str]],
+    specs: list[ReportSpec],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Differences model - reference on the same images and training seeds: per accuracy point,
     per curve (AUC) and per summary (its declared test), each a training effect with its
     seed-and-image interval; per accuracy point also a McNemar test per seed (those weights)."""
@@ -188,24 +253,60 @@ def paired_deltas(df: pd.DataFrame, examples: dict, pairs: list[tuple[str, str]]
                 if a is None or b is None or a.shape != b.shape:
                     continue
                 name, fn = ("accuracy", mean_difference) if s.test == "mcnemar" else TESTS[s.test]
-                rows.append(_effect(model, ref, s.metric, None, name, hierarchical_bootstrap(a, b, fn, n_boot, seed),
-                                    seeds, a.shape[1]))
+                rows.append(
+                    _effect(
+                        model,
+                        ref,
+                        s.metric,
+                        None,
+                        name,
+                        hierarchical_bootstrap(a, b, fn, n_boot, seed),
+                        seeds,
+                        a.shape[1],
+                    )
+                )
                 if s.test == "mcnemar":
                     rows += _per_seed_mcnemar(model, ref, s.metric, None, seeds, a, b)
             for c in spec.curves:
                 params = sorted(set(curve_points(rows_of(mine, c.metric))["param"].dropna()))
-                stacks = [(p, _stack(examples, model, seeds, c.metric, p, "accuracy"),
-                           _stack(examples, ref, seeds, c.metric, p, "accuracy")) for p in params]
+                stacks = [
+                    (
+                        p,
+                        _stack(examples, model, seeds, c.metric, p, "accuracy"),
+                        _stack(examples, ref, seeds, c.metric, p, "accuracy"),
+                    )
+                    for p in params
+                ]
                 if not stacks or any(a is None or b is None or a.shape != b.shape for _, a, b in stacks):
                     continue
                 for p, a, b in stacks:
-                    rows.append(_effect(model, ref, c.metric, p, "accuracy",
-                                        hierarchical_bootstrap(a, b, mean_difference, n_boot, seed), seeds, a.shape[1]))
+                    rows.append(
+                        _effect(
+                            model,
+                            ref,
+                            c.metric,
+                            p,
+                            "accuracy",
+                            hierarchical_bootstrap(a, b, mean_difference, n_boot, seed),
+                            seeds,
+                            a.shape[1],
+                        )
+                    )
                     rows += _per_seed_mcnemar(model, ref, c.metric, p, seeds, a, b)
                 a = per_image_auc(params, np.stack([s[1] for s in stacks], axis=1))
                 b = per_image_auc(params, np.stack([s[2] for s in stacks], axis=1))
-                rows.append(_effect(model, ref, c.metric, None, "AUC",
-                                    hierarchical_bootstrap(a, b, mean_difference, n_boot, seed), seeds, a.shape[1]))
+                rows.append(
+                    _effect(
+                        model,
+                        ref,
+                        c.metric,
+                        None,
+                        "AUC",
+                        hierarchical_bootstrap(a, b, mean_difference, n_boot, seed),
+                        seeds,
+                        a.shape[1],
+                    )
+                )
     return pd.DataFrame(rows, columns=DELTA_COLUMNS)
 
 
@@ -254,9 +355,11 @@ def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame, specs: list[ReportSpec])
             white = curve_points(rows_of(d, c.whitebox)).set_index("param")["value"]
             for eps in sorted(set(black.index) & set(white.index)):
                 if black[eps] < white[eps] - MASKING_MARGIN:
-                    flags.append(f"{model} seed {seed}: {c.metric.label} at {eps:g} ({black[eps]:.4f}) beats white-box "
-                                 f"{c.whitebox.label} ({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: "
-                                 "suspect gradient masking")
+                    flags.append(
+                        f"{model} seed {seed}: {c.metric.label} at {eps:g} ({black[eps]:.4f}) beats white-box "
+                        f"{c.whitebox.label} ({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: "
+                        "suspect gradient masking"
+                    )
     return flags
 
 

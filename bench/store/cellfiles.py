@@ -5,13 +5,14 @@ the store: it writes each finished cell as its own file, atomically, named by th
 key (``WORKDIR/cells/<digest>.json``), and one process merges the files into SQLite
 (``bench merge``; the driver of a run merges as cells finish). A cell computed twice has the
 same key and the same numbers: its file is rewritten, the store keeps one."""
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -37,12 +38,22 @@ def _value(v) -> float:
 
 
 def encode(key: CellKey, meta: dict, output: EvalOutput) -> str:
-    doc = {"format": FORMAT, "format_version": VERSION, "key": asdict(key), "digest": key.digest, "meta": meta,
-           "notes": output.notes, "flags": output.flags,
-           "metrics": [[m.metric.name, m.metric.source, m.param, m.statistic, m.attack, _number(m.value)]
-                       for m in output.metrics],
-           "examples": [[e.metric.name, e.metric.source, e.param, e.statistic, e.attack,
-                         [_number(v) for v in e.values.tolist()]] for e in output.examples]}
+    doc = {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "key": asdict(key),
+        "digest": key.digest,
+        "meta": meta,
+        "notes": output.notes,
+        "flags": output.flags,
+        "metrics": [
+            [m.metric.name, m.metric.source, m.param, m.statistic, m.attack, _number(m.value)] for m in output.metrics
+        ],
+        "examples": [
+            [e.metric.name, e.metric.source, e.param, e.statistic, e.attack, [_number(v) for v in e.values.tolist()]]
+            for e in output.examples
+        ],
+    }
     return json.dumps(doc, sort_keys=True)
 
 
@@ -55,8 +66,10 @@ def decode(text: str) -> tuple[CellKey, dict, EvalOutput]:
         raise ValueError("its key does not hash to its digest")
     out = EvalOutput(notes=doc["notes"], flags=doc["flags"])
     out.metrics = [Metric(MetricId(n, s), p, st, _value(v), a) for n, s, p, st, a, v in doc["metrics"]]
-    out.examples = [Example(MetricId(n, s), p, st, torch.tensor([_value(v) for v in vs], dtype=torch.float64), a)
-                    for n, s, p, st, a, vs in doc["examples"]]
+    out.examples = [
+        Example(MetricId(n, s), p, st, torch.tensor([_value(v) for v in vs], dtype=torch.float64), a)
+        for n, s, p, st, a, vs in doc["examples"]
+    ]
     return key, doc["meta"], out
 
 

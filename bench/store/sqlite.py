@@ -3,17 +3,20 @@
 A cell (one model seed under one evaluation with its parameters) is written in a single
 transaction: it is in the store whole or not at all, so an interrupted suite resumes by
 skipping the cells that exist."""
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.evals.base import EvalOutput
 from bench.evals.reporting import MetricId
 
@@ -49,10 +52,12 @@ CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
 CREATE INDEX IF NOT EXISTS cells_suite ON cells(suite, suite_version);
 """
 # columns added after the first release, with their defaults for older stores
-MIGRATIONS = {"cells": {"flags": "'[]'", "numerics": "'cpu-fp32'", "provenance": "'{}'"},
-              "trainings": {"numerics": "'cpu-fp32'", "provenance": "'{}'", "taps": "'[]'"},
-              "metrics": {"source": "''", "attack": "''"},
-              "examples": {"source": "''", "statistic": "''", "attack": "''"}}
+MIGRATIONS = {
+    "cells": {"flags": "'[]'", "numerics": "'cpu-fp32'", "provenance": "'{}'"},
+    "trainings": {"numerics": "'cpu-fp32'", "provenance": "'{}'", "taps": "'[]'"},
+    "metrics": {"source": "''", "attack": "''"},
+    "examples": {"source": "''", "statistic": "''", "attack": "''"},
+}
 
 
 @dataclass(frozen=True)
@@ -75,75 +80,206 @@ class CellKey:
 
 
 class ResultStore:
-    def __init__(self, path: Path):
+    """``create``: make a new store where there is none (a run); without it a missing store is
+    an error (a report or check only reads). Every SQLite problem becomes a one-line error
+    naming the file."""
+
+    def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path)
-        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.created = not self.path.exists()
+        if self.created and not create:
+            raise BenchError(
+                f"{self.path}: no results store here; run the suite first (bench run) or pass --store FILE"
+            )
+        if self.path.exists() and not self.path.is_file():
+            raise BenchError(f"{self.path}: is a folder, not a results store; pass --store FILE")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BenchError(
+                f"{self.path}: cannot create its folder ({exc.strerror}); pass --store to a writable place"
+            ) from None
+        with self._errors("open"):
+            self.conn = sqlite3.connect(self.path, timeout=60)  # another bench process may hold the lock
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._ensure_schema()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str):
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            what = str(exc)
+            if "not a database" in what or "malformed" in what:
+                fix = "it is damaged or not a results store; move it away (bench starts a new one) or pass --store NEW"
+            elif "readonly" in what or "unable to open" in what:
+                fix = "make it (and its folder) writable, or pass --store to a writable place"
+            else:
+                fix = "check the file and its folder"
+            raise BenchError(f"{self.path}: cannot {doing} the results store ({what}); {fix}") from None
+
+    def _ensure_schema(self) -> None:
+        """Create or migrate only when something is missing: a complete store opens read-only."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = {"cells", "metrics", "examples", "trainings"} - tables
+        columns = {t: {r[1] for r in self.conn.execute(f"PRAGMA table_info({t})")} for t in MIGRATIONS if t in tables}
+        stale = {t: [c for c in added if c not in columns[t]] for t, added in MIGRATIONS.items() if t in columns}
+        if not missing and not any(stale.values()):
+            return
         with self.conn:
             self.conn.executescript(SCHEMA)
-            for table, added in MIGRATIONS.items():
-                columns = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
-                for column, default in added.items():
-                    if column not in columns:
-                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT {default}")
+            for table, added in stale.items():
+                for column in added:
+                    self.conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT {MIGRATIONS[table][column]}"
+                    )
 
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def has(self, key: CellKey) -> bool:
-        return self.conn.execute("SELECT 1 FROM cells WHERE key = ?", (key.digest,)).fetchone() is not None
+        return self.has_digest(key.digest)
 
-    def write_cell(self, key: CellKey, *, regularizer: str, arch: str, dataset: str, n_images: int,
-                   cell_seed: int, output: EvalOutput, packages: str, device: str, seconds: float,
-                   provenance: str = "{}") -> None:
-        with self.conn:  # one transaction: the cell is stored whole or not at all
+    def has_digest(self, digest: str) -> bool:
+        with self._errors("read"):
+            return self.conn.execute("SELECT 1 FROM cells WHERE key = ?", (digest,)).fetchone() is not None
+
+    def write_cell(
+        self,
+        key: CellKey,
+        *,
+        regularizer: str,
+        arch: str,
+        dataset: str,
+        n_images: int,
+        cell_seed: int,
+        output: EvalOutput,
+        packages: str,
+        device: str,
+        seconds: float,
+        provenance: str = "{}",
+    ) -> None:
+        """One transaction: the cell is stored whole or not at all; a cell already stored (the
+        same key computed twice, by two processes) is kept as it is."""
+        with self._errors("write"), self._immediate():
+            if self.conn.execute("SELECT 1 FROM cells WHERE key = ?", (key.digest,)).fetchone() is not None:
+                return
             self.conn.execute(
-                "INSERT OR REPLACE INTO cells (key, suite, suite_version, model, regularizer, arch, dataset, card_hash, "
+                "INSERT INTO cells (key, suite, suite_version, model, regularizer, arch, dataset, card_hash, "
                 "checkpoint_hash, seed, evaluation, eval_version, params, subset_hash, n_images, cell_seed, notes, "
                 "packages, device, finished_at, seconds, flags, numerics, provenance) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key.digest, key.suite, key.suite_version, key.model, regularizer, arch, dataset,
-                 key.card_hash, key.checkpoint_hash, key.seed, key.evaluation, key.eval_version, key.params, key.subset_hash,
-                 n_images, cell_seed, json.dumps(output.notes, sort_keys=True), packages, device,
-                 datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds, json.dumps(output.flags),
-                 key.numerics, provenance))
+                (
+                    key.digest,
+                    key.suite,
+                    key.suite_version,
+                    key.model,
+                    regularizer,
+                    arch,
+                    dataset,
+                    key.card_hash,
+                    key.checkpoint_hash,
+                    key.seed,
+                    key.evaluation,
+                    key.eval_version,
+                    key.params,
+                    key.subset_hash,
+                    n_images,
+                    cell_seed,
+                    json.dumps(output.notes, sort_keys=True),
+                    packages,
+                    device,
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    seconds,
+                    json.dumps(output.flags),
+                    key.numerics,
+                    provenance,
+                ),
+            )
             self.conn.executemany(
                 "INSERT INTO metrics (key, metric, source, param, statistic, attack, value) VALUES (?,?,?,?,?,?,?)",
-                [(key.digest, m.metric.name, m.metric.source, m.param, m.statistic, m.attack, m.value)
-                 for m in output.metrics])
+                [
+                    (key.digest, m.metric.name, m.metric.source, m.param, m.statistic, m.attack, m.value)
+                    for m in output.metrics
+                ],
+            )
             for e in output.examples:
                 self.conn.executemany(
                     "INSERT INTO examples (key, metric, source, param, statistic, attack, example, value) "
                     "VALUES (?,?,?,?,?,?,?,?)",
-                    ((key.digest, e.metric.name, e.metric.source, e.param, e.statistic, e.attack, i, v)
-                     for i, v in enumerate(e.values.tolist())))
+                    (
+                        (key.digest, e.metric.name, e.metric.source, e.param, e.statistic, e.attack, i, v)
+                        for i, v in enumerate(e.values.tolist())
+                    ),
+                )
+
+    @contextlib.contextmanager
+    def _immediate(self):
+        """A write transaction that takes the lock before it reads: two processes storing the same
+        cell cannot both see it missing."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+    def check_writable(self) -> None:
+        """A write that changes nothing, rolled back: fails now (read-only file or folder, locked
+        store), not after an hour of work."""
+        with self._errors("write"):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                self.conn.execute(f"PRAGMA user_version = {int(version)}")
+            finally:
+                self.conn.rollback()
 
     def has_training(self, model: str, card_hash: str, seed: int, checkpoint_hash: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM trainings WHERE model = ? AND card_hash = ? AND seed = ? AND "
-                                 "checkpoint_hash = ?", (model, card_hash, seed, checkpoint_hash)).fetchone() is not None
+        with self._errors("read"):
+            row = self.conn.execute(
+                "SELECT 1 FROM trainings WHERE model = ? AND card_hash = ? AND seed = ? AND checkpoint_hash = ?",
+                (model, card_hash, seed, checkpoint_hash),
+            ).fetchone()
+        return row is not None
 
     def write_training(self, model: str, card_hash: str, seed: int, ckpt: dict) -> None:
-        with self.conn:
+        with self._errors("write"), self._immediate():
             self.conn.execute(
                 "INSERT OR REPLACE INTO trainings (model, card_hash, seed, checkpoint_hash, regularizer, best_epoch, "
                 "layer_weights, history, target, seconds, device, packages, numerics, provenance, taps) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (model, card_hash, seed, ckpt["state_hash"], ckpt["regularizer"], ckpt["best_epoch"],
-                 json.dumps(ckpt["layer_weights"]), json.dumps(ckpt["history"]), ckpt["target"],
-                 ckpt["train_seconds"], ckpt["device"], ckpt["packages"], ckpt.get("numerics", "cpu-fp32"),
-                 ckpt.get("provenance", "{}"), json.dumps(ckpt.get("taps", []))))
+                (
+                    model,
+                    card_hash,
+                    seed,
+                    ckpt["state_hash"],
+                    ckpt["regularizer"],
+                    ckpt["best_epoch"],
+                    json.dumps(ckpt["layer_weights"]),
+                    json.dumps(ckpt["history"]),
+                    ckpt["target"],
+                    ckpt["train_seconds"],
+                    ckpt["device"],
+                    ckpt["packages"],
+                    ckpt.get("numerics", "cpu-fp32"),
+                    ckpt.get("provenance", "{}"),
+                    json.dumps(ckpt.get("taps", [])),
+                ),
+            )
 
     def _dicts(self, sql: str, args: tuple = ()) -> list[dict]:
-        cursor = self.conn.execute(sql, args)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        with self._errors("read"):
+            cursor = self.conn.execute(sql, args)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]
 
     def cell(self, digest: str) -> dict | None:
         """A stored cell's row (provenance, notes, flags), or None."""
@@ -151,8 +287,10 @@ class ResultStore:
 
     def cell_metrics(self, digest: str) -> list[dict]:
         """A stored cell's numbers, in the order they were written."""
-        return self._dicts("SELECT metric, source, param, statistic, attack, value FROM metrics WHERE key = ? "
-                           "ORDER BY rowid", (digest,))
+        return self._dicts(
+            "SELECT metric, source, param, statistic, attack, value FROM metrics WHERE key = ? ORDER BY rowid",
+            (digest,),
+        )
 
     def trainings(self, checkpoints: set[tuple[str, str]]) -> list[dict]:
         """Training records of the given (model, checkpoint hash) pairs."""
@@ -162,15 +300,20 @@ class ResultStore:
     def newest_training(self, model: str, card_hash: str, seed: int, numerics: str) -> dict | None:
         """The last recorded training of a card recipe and seed: where a report finds the
         checkpoint it shows when the workdir that trained it is not at hand."""
-        rows = self._dicts("SELECT * FROM trainings WHERE model = ? AND card_hash = ? AND seed = ? AND numerics = ? "
-                           "ORDER BY rowid DESC LIMIT 1", (model, card_hash, seed, numerics))
+        rows = self._dicts(
+            "SELECT * FROM trainings WHERE model = ? AND card_hash = ? AND seed = ? AND numerics = ? "
+            "ORDER BY rowid DESC LIMIT 1",
+            (model, card_hash, seed, numerics),
+        )
         return rows[0] if rows else None
 
     def cell_examples(self, digest: str) -> dict[tuple, np.ndarray]:
         """A stored cell's per-image outcomes by (MetricId, param, statistic, attack), in image order."""
         grouped: dict[tuple, list[float]] = {}
         for metric, source, param, statistic, attack, value in self.conn.execute(
-                "SELECT metric, source, param, statistic, attack, value FROM examples WHERE key = ? "
-                "ORDER BY metric, source, param, statistic, attack, example", (digest,)):
+            "SELECT metric, source, param, statistic, attack, value FROM examples WHERE key = ? "
+            "ORDER BY metric, source, param, statistic, attack, example",
+            (digest,),
+        ):
             grouped.setdefault((MetricId(metric, source), param, statistic, attack), []).append(value)
         return {k: np.asarray(v, float) for k, v in grouped.items()}

@@ -3,16 +3,28 @@
 --update trains the reference seeds, commits one checkpoint per model beside the reference (the
 fixtures of the evaluation check) and writes the reference. A check evaluates the fixtures and
 trains the suite's own seeds again."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bench.cards import SuiteCard
-from bench.check import (Change, Drift, Fixture, Reference, compare, compare_training, read_reference,
-                         reference_columns, reference_numbers, training_columns, write_reference)
+from bench.check import (
+    Change,
+    Drift,
+    Fixture,
+    Reference,
+    compare,
+    compare_training,
+    read_reference,
+    reference_columns,
+    reference_numbers,
+    training_columns,
+    write_reference,
+)
 from bench.errors import BenchError
 from bench.io import atomic_copy
 from bench.numerics import evaluation_numerics, package_versions, provenance
@@ -37,14 +49,23 @@ class CheckResult:
 def _columns(suite: SuiteCard, store: ResultStore, plan, what: str):
     data = collect(suite, store, plan)
     if data.missing:
-        raise BenchError(f"{len(data.missing)} cells of suite {suite.name!r} ({what}) are not in the store "
-                         f"(first: {data.missing[0]}); run without --no-run")
+        raise BenchError(
+            f"{len(data.missing)} cells of suite {suite.name!r} ({what}) are not in the store "
+            f"(first: {data.missing[0]}); run without --no-run"
+        )
     return data
 
 
-def update_reference(suite: SuiteCard, store: ResultStore, workdir: Path, path: Path, device: str = "auto",
-                     data_root: Path | None = None, progress: Callable[[], Progress] = Silent,
-                     deterministic: bool = False) -> Reference:
+def update_reference(
+    suite: SuiteCard,
+    store: ResultStore,
+    workdir: Path,
+    path: Path,
+    device: str = "auto",
+    data_root: Path | None = None,
+    progress: Callable[[], Progress] = Silent,
+    deterministic: bool = False,
+) -> Reference:
     seeds = tuple(suite.check.reference_seeds or suite.seeds)
     summary = run_suite(suite, store, workdir, device, data_root, progress, seeds=seeds, deterministic=deterministic)
     data = _columns(suite, store, summary.cells, "reference seeds")
@@ -60,36 +81,67 @@ def update_reference(suite: SuiteCard, store: ResultStore, workdir: Path, path: 
     columns = training_columns(headline_per_seed(data.results, report_specs(suite)), data.trainings)
     dev = resolve_device(device)
     written = {**json.loads(provenance(dev, evaluation_numerics(dev))), "packages": json.loads(package_versions())}
-    ref = Reference(suite.name, suite.version, fixtures, reference_numbers(fixture_rows), list(seeds),
-                    reference_columns(columns, list(seeds)), written)
+    ref = Reference(
+        suite.name,
+        suite.version,
+        fixtures,
+        reference_numbers(fixture_rows),
+        list(seeds),
+        reference_columns(columns, list(seeds)),
+        written,
+    )
     write_reference(path, ref)
     return ref
 
 
-def check_against(suite: SuiteCard, store: ResultStore, workdir: Path, path: Path, device: str = "auto",
-                  data_root: Path | None = None, progress: Callable[[], Progress] = Silent, run: bool = True,
-                  deterministic: bool = False) -> CheckResult:
+def check_against(
+    suite: SuiteCard,
+    store: ResultStore,
+    workdir: Path,
+    path: Path,
+    device: str = "auto",
+    data_root: Path | None = None,
+    progress: Callable[[], Progress] = Silent,
+    run: bool = True,
+    deterministic: bool = False,
+) -> CheckResult:
     ref = read_reference(path, suite)  # a bad reference fails before any work
     pinned = {}
     for f in ref.fixtures:
         file = Path(path).parent / f.file
         if not file.is_file():
-            raise BenchError(f"{file}: the reference's checkpoint of {f.model} seed {f.seed} is missing; restore it "
-                             "from git or regenerate the reference with --update")
+            raise BenchError(
+                f"{file}: the reference's checkpoint of {f.model} seed {f.seed} is missing; restore it "
+                "from git or regenerate the reference with --update"
+            )
         if state_hash(load_checkpoint(file)["state_dict"]) != f.checkpoint_hash:
-            raise BenchError(f"{file}: its weights are not the ones the reference was written from; restore it from "
-                             "git or regenerate the reference with --update")
+            raise BenchError(
+                f"{file}: its weights are not the ones the reference was written from; restore it from "
+                "git or regenerate the reference with --update"
+            )
         pinned[(f.model, f.seed)] = file
     result = CheckResult()
     seeds = tuple(sorted({f.seed for f in ref.fixtures}))
-    fixtures = run_suite(suite, store, workdir, device, data_root, progress, pinned=pinned, seeds=seeds,
-                         deterministic=deterministic, train_missing=run)
+    fixtures = run_suite(
+        suite,
+        store,
+        workdir,
+        device,
+        data_root,
+        progress,
+        pinned=pinned,
+        seeds=seeds,
+        deterministic=deterministic,
+        train_missing=run,
+    )
     data = _columns(suite, store, fixtures.cells, "committed checkpoints")
     result.changes = compare(ref.numbers, csv_table(data.results), suite)
-    trained = run_suite(suite, store, workdir, device, data_root, progress, deterministic=deterministic,
-                        train_missing=run)
+    trained = run_suite(
+        suite, store, workdir, device, data_root, progress, deterministic=deterministic, train_missing=run
+    )
     data = _columns(suite, store, trained.cells, "trained seeds")
     per_seed = headline_per_seed(data.results, report_specs(suite))
-    result.drifts = compare_training(ref.columns, training_columns(per_seed, data.trainings),
-                                     suite.check.false_alarm, suite.check.training_floor)
+    result.drifts = compare_training(
+        ref.columns, training_columns(per_seed, data.trainings), suite.check.false_alarm, suite.check.training_floor
+    )
     return result

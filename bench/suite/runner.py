@@ -4,27 +4,35 @@ so re-running a finished suite does nothing and an interrupted one resumes where
 A run is planned first: every (model, seed) resolves to a checkpoint (trained here, pinned by
 the caller, or found in the workdir or the store) and every cell gets its content key, so the
 leaderboard reads exactly the cells of this plan."""
+
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from bench.cards import EvalSpec, ModelCard, SuiteCard
 from bench.config import canonical_json
 from bench.data import ImageDataset, eval_subset, load_dataset, to_float
-from bench.errors import BenchError
-from bench.evals import EVALUATIONS, EvalContext, Evaluation
+from bench.errors import BenchError, CheckpointError
+from bench.evals import EVALUATIONS, EvalContext, EvalOutput, Evaluation
 from bench.evals.base import DataFiles, SourceModels, predict
-from bench.evals.similarity import Targets
 from bench.evals.clean import CleanParams
 from bench.evals.reporting import ReportSpec
-from bench.numerics import (Numerics, configure_device, device_label, evaluation_numerics, package_versions, provenance,
-                            training_numerics)
+from bench.evals.similarity import Targets
+from bench.numerics import (
+    Numerics,
+    configure_device,
+    device_label,
+    evaluation_numerics,
+    package_versions,
+    provenance,
+    training_numerics,
+)
 from bench.runtime import Progress, Silent, resolve_device
 from bench.seeds import sub_seed
 from bench.store import CellKey, ResultStore
@@ -40,6 +48,7 @@ class Cell:
     spec: EvalSpec
     evaluation: Evaluation
     n_images: int
+    spec_index: int = 0  # position of its evaluation in the suite's (clean first): how a worker finds it
     key: CellKey | None = None  # known once the checkpoint exists
 
 
@@ -86,10 +95,10 @@ def plan_cells(suite: SuiteCard, n_subset: int, seeds: tuple[int, ...] | None = 
     cells = []
     for card in suite.cards:
         for seed in seeds if seeds is not None else suite.seeds:
-            for spec in suite_evaluations(suite):
+            for k, spec in enumerate(suite_evaluations(suite)):
                 ev = EVALUATIONS.get(spec.kind)(spec.params)
                 n = min(ev.max_images() or n_subset, n_subset)
-                cells.append(Cell(card, seed, spec, ev, n))
+                cells.append(Cell(card, seed, spec, ev, n, k))
     return cells
 
 
@@ -106,8 +115,19 @@ def cell_key(suite: SuiteCard, cell: Cell, checkpoints: dict, subset_hash: str, 
     if any((name, cell.seed) not in checkpoints for name in names):
         return None
     hashes = [checkpoints[(name, cell.seed)][1] for name in names]
-    return CellKey(suite.name, suite.version, cell.card.name, cell.card.card_hash, "+".join(hashes), cell.seed,
-                   cell.spec.kind, cell.evaluation.version, canonical_json(cell.spec.params), subset_hash, numerics.label)
+    return CellKey(
+        suite.name,
+        suite.version,
+        cell.card.name,
+        cell.card.card_hash,
+        "+".join(hashes),
+        cell.seed,
+        cell.spec.kind,
+        cell.evaluation.version,
+        canonical_json(cell.spec.params),
+        subset_hash,
+        numerics.label,
+    )
 
 
 Checkpoints = dict[tuple[str, int], tuple[Path, str]]  # (model, seed) -> (path, checkpoint hash)
@@ -123,14 +143,17 @@ def pinned_checkpoints(suite: SuiteCard, files: dict[tuple[str, int], Path]) -> 
         if name not in cards:
             raise BenchError(f"{path}: a checkpoint of {name!r}, which is not a model of suite {suite.name!r}")
         if ckpt["card_hash"] != cards[name].card_hash or ckpt["seed"] != seed:
-            raise BenchError(f"{path}: trained from another version of the {name!r} card (or seed); regenerate the "
-                             f"reference with 'bench check {suite.name} --update'")
+            raise BenchError(
+                f"{path}: trained from another version of the {name!r} card (or seed); regenerate the "
+                f"reference with 'bench check {suite.name} --update'"
+            )
         out[(name, seed)] = (Path(path), ckpt["state_hash"])
     return out
 
 
-def find_checkpoints(suite: SuiteCard, store: ResultStore, workdir: Path, numerics: Numerics,
-                     seeds: tuple[int, ...]) -> Checkpoints:
+def find_checkpoints(
+    suite: SuiteCard, store: ResultStore, workdir: Path, numerics: Numerics, seeds: tuple[int, ...]
+) -> Checkpoints:
     """Without training: the workdir's checkpoints, else the newest recorded training in the store."""
     out: Checkpoints = {}
     for card in suite.cards:
@@ -143,13 +166,15 @@ def find_checkpoints(suite: SuiteCard, store: ResultStore, workdir: Path, numeri
     return out
 
 
-def _resources(cell: Cell, suite: SuiteCard, checkpoints: Checkpoints, dev: torch.device, data_root: Path | None,
-               cache: dict) -> dict:
+def _resources(
+    cell: Cell, suite: SuiteCard, checkpoints: Checkpoints, dev: torch.device, data_root: Path | None, cache: dict
+) -> dict:
     """What the cell's evaluation declared it needs beyond the context."""
     out = {}
     if "source_models" in cell.evaluation.needs:
-        out["source_models"] = SourceModels(lambda name, s=cell.seed: load_model(checkpoints[(name, s)][0], str(dev)),
-                                            cell.seed, cache)
+        out["source_models"] = SourceModels(
+            lambda name, s=cell.seed: load_model(checkpoints[(name, s)][0], str(dev)), cell.seed, cache
+        )
     if "data_files" in cell.evaluation.needs:
         out["data_files"] = DataFiles(suite.dataset, data_root)
     if "targets" in cell.evaluation.needs:
@@ -165,14 +190,106 @@ def _resources(cell: Cell, suite: SuiteCard, checkpoints: Checkpoints, dev: torc
     return out
 
 
-def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str = "auto",
-              data_root: Path | None = None, progress: Callable[[], Progress] = Silent, *,
-              pinned: dict[tuple[str, int], Path] | None = None, seeds: tuple[int, ...] | None = None,
-              deterministic: bool = False, evaluate: bool = True, train_missing: bool = True) -> RunSummary:
+def ensure_trained(
+    card: ModelCard,
+    seed: int,
+    workdir: Path,
+    device: str,
+    data_root: Path | None,
+    progress: Callable[[], Progress],
+    deterministic: bool = False,
+) -> tuple[Path, str, bool]:
+    """(checkpoint, its hash, whether it was trained now). A damaged checkpoint goes to the
+    trainer, which rebuilds it from the training state or trains again, saying so."""
+    path = trained_path(workdir, card, seed, training_numerics(resolve_device(device)))
+    if path is not None:
+        try:
+            return path, load_checkpoint(path)["state_hash"], False
+        except CheckpointError:
+            pass
+    path = train(card, seed, workdir, device, data_root, progress(), deterministic=deterministic)
+    return path, load_checkpoint(path)["state_hash"], True
+
+
+class CellComputer:
+    """Computes the cells of one suite on one device: the serial runner and every worker use it.
+    Per process it keeps what cells share: clean predictions per model and subset, transfer images
+    crafted once per source, similarity targets."""
+
+    def __init__(
+        self,
+        suite: SuiteCard,
+        checkpoints: Checkpoints,
+        dev: torch.device,
+        data_root: Path | None,
+        subsets: dict[int, Subset],
+        progress: Progress | None = None,
+    ):
+        self.suite, self.checkpoints, self.dev, self.data_root = suite, checkpoints, dev, data_root
+        self.subsets, self.progress = subsets, progress or Silent()
+        self.cache: dict = {}
+        self.predictions: dict = {}
+        self.seed = perturbation_seed(suite)
+        self.numerics = evaluation_numerics(dev)
+        self.packages, self.device_label = package_versions(), device_label(dev)
+        self.provenance = provenance(dev, self.numerics)
+
+    def compute(self, cell: Cell) -> tuple[dict, EvalOutput]:
+        """(the store's metadata of the cell, its output)."""
+        path = self.checkpoints[(cell.card.name, cell.seed)][0]
+        model = load_model(path, str(self.dev))
+        sub = self.subsets[cell.n_images]
+        ctx = EvalContext(
+            self.dev,
+            self.seed,
+            self.suite.batch_size,
+            self.progress,
+            indices=sub.indices,
+            resources=_resources(cell, self.suite, self.checkpoints, self.dev, self.data_root, self.cache),
+        )
+        t = time.perf_counter()
+        if (path, cell.n_images) not in self.predictions:
+            self.predictions[(path, cell.n_images)] = predict(model, sub.x, ctx)
+        ctx.predictions = self.predictions[(path, cell.n_images)]
+        output = cell.evaluation.run(model, sub.x, sub.y, ctx)
+        meta = {
+            "regularizer": cell.card.regularizer_label,
+            "arch": cell.card.arch,
+            "dataset": self.suite.dataset,
+            "n_images": len(sub.y),
+            "cell_seed": self.seed,
+            "packages": self.packages,
+            "device": self.device_label,
+            "seconds": time.perf_counter() - t,
+            "provenance": self.provenance,
+        }
+        return meta, output
+
+
+def subsets_of(suite: SuiteCard, ds: ImageDataset, cells: list[Cell]) -> dict[int, Subset]:
+    return {n: subset_for(ds, suite, n) for n in dict.fromkeys(c.n_images for c in cells)}
+
+
+def run_suite(
+    suite: SuiteCard,
+    store: ResultStore,
+    workdir: Path,
+    device: str = "auto",
+    data_root: Path | None = None,
+    progress: Callable[[], Progress] = Silent,
+    *,
+    pinned: dict[tuple[str, int], Path] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    deterministic: bool = False,
+    evaluate: bool = True,
+    train_missing: bool = True,
+    executor=None,
+) -> RunSummary:
     """Train the missing models and evaluate the missing cells of ``seeds`` (default: the suite's).
     ``pinned``: (model, seed) -> checkpoint file used as is. ``train_missing=False`` only plans
     (a report of what is stored: no training, no evaluation); ``evaluate=False`` stops after
-    training."""
+    training. ``executor`` (bench.executors): trainings and cells run as units of work on it;
+    without, one after another in this process."""
     t0 = time.perf_counter()
     dev = resolve_device(device)
     configure_device(dev, deterministic)
@@ -184,15 +301,26 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
 
     checkpoints = pinned_checkpoints(suite, pinned or {})
     if train_missing:
+        missing = [
+            (c, s)
+            for c in suite.cards
+            for s in seeds
+            if (c.name, s) not in checkpoints and trained_path(workdir, c, s, training_numerics(dev)) is None
+        ]
+        if missing:
+            store.check_writable()  # before hours of training, not after
+        if executor is not None and missing:
+            executor.train(missing)
         for card in suite.cards:
             for seed in seeds:
                 if (card.name, seed) in checkpoints:
                     continue
-                path = trained_path(workdir, card, seed, training_numerics(dev))
-                if path is None:
-                    path = train(card, seed, workdir, device, data_root, progress(), deterministic=deterministic)
+                path, state_hash, trained = ensure_trained(
+                    card, seed, workdir, device, data_root, progress, deterministic
+                )
+                if trained or (card, seed) in missing:
                     summary.trained.append(f"{card.name}/seed{seed}")
-                checkpoints[(card.name, seed)] = (path, load_checkpoint(path)["state_hash"])
+                checkpoints[(card.name, seed)] = (path, state_hash)
     else:
         checkpoints = {**find_checkpoints(suite, store, workdir, training_numerics(dev), seeds), **checkpoints}
     cards = {c.name: c for c in suite.cards}
@@ -202,10 +330,9 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
 
     summary.checkpoints = checkpoints
     pending = []
-    subsets: dict[int, Subset] = {}
-    for cell in plan_cells(suite, n_subset, seeds):
-        if cell.n_images not in subsets:
-            subsets[cell.n_images] = subset_for(ds, suite, cell.n_images)
+    plan = plan_cells(suite, n_subset, seeds)
+    subsets = subsets_of(suite, ds, plan)
+    for cell in plan:
         cell.key = cell_key(suite, cell, checkpoints, subsets[cell.n_images].digest, eval_numerics)
         summary.cells.append(cell)
         if cell.key is not None and store.has(cell.key):
@@ -214,27 +341,16 @@ def run_suite(suite: SuiteCard, store: ResultStore, workdir: Path, device: str =
             pending.append(cell)
 
     if pending and evaluate and train_missing:
-        bar = progress()
-        bar.start(f"evaluate {suite.name}", sum(c.evaluation.work(c.n_images) for c in pending))
-        packages, dev_label = package_versions(), device_label(dev)
-        origin = provenance(dev, eval_numerics)
-        cache: dict = {}  # crafted images shared by the cells of this run (transfer)
-        predictions: dict = {}  # clean predictions, once per model seed and subset
-        seed = perturbation_seed(suite)
-        for cell in pending:
-            path = checkpoints[(cell.card.name, cell.seed)][0]
-            model = load_model(path, str(dev))
-            sub = subsets[cell.n_images]
-            ctx = EvalContext(dev, seed, suite.batch_size, bar, indices=sub.indices,
-                              resources=_resources(cell, suite, checkpoints, dev, data_root, cache))
-            t = time.perf_counter()
-            if (path, cell.n_images) not in predictions:
-                predictions[(path, cell.n_images)] = predict(model, sub.x, ctx)
-            ctx.predictions = predictions[(path, cell.n_images)]
-            output = cell.evaluation.run(model, sub.x, sub.y, ctx)
-            store.write_cell(cell.key, regularizer=cell.card.regularizer_label, arch=cell.card.arch,
-                             dataset=suite.dataset, n_images=len(sub.y), cell_seed=seed, output=output,
-                             packages=packages, device=dev_label, seconds=time.perf_counter() - t, provenance=origin)
-            summary.evaluated += 1
+        store.check_writable()
+        if executor is not None:
+            summary.evaluated = executor.evaluate(suite, pending, checkpoints, store)
+        else:
+            bar = progress()
+            bar.start(f"evaluate {suite.name}", sum(c.evaluation.work(c.n_images) for c in pending))
+            computer = CellComputer(suite, checkpoints, dev, data_root, subsets, bar)
+            for cell in pending:
+                meta, output = computer.compute(cell)
+                store.write_cell(cell.key, output=output, **meta)
+                summary.evaluated += 1
     summary.seconds = time.perf_counter() - t0
     return summary

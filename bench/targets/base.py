@@ -3,10 +3,11 @@
 Targets answer ``lookup(i, j)`` for a batch of pairs instead of holding an N x N matrix:
 a 5,000-image target has 12.5 M pairs, and a factorised or permuted view costs only what
 each training step asks for."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -72,8 +73,13 @@ class CosineTarget(SimilarityTarget):
     """S = V V^T for unit rows V, optionally passed through an element-wise ``transform``.
     Pixel, neural and raw targets are all this, with different V."""
 
-    def __init__(self, images: torch.Tensor, vectors: torch.Tensor, description: dict,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        vectors: torch.Tensor,
+        description: dict,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         if len(images) != len(vectors):
             raise ValueError("one vector per stimulus image")
         self.images, self.vectors, self.description, self.transform = images, vectors, description, transform
@@ -118,6 +124,10 @@ def changed_fraction(base: SimilarityTarget, shuffled: SimilarityTarget, sample:
     """Fraction of pairs whose value a shuffle changed, on a seeded sample of pairs: with a mostly
     zero (thresholded) target a shuffle changes few pairs, and the control is nearly the treatment."""
     total = n_pairs(base.n)
-    m = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:sample] if total > sample else torch.arange(total)
+    m = (
+        torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:sample]
+        if total > sample
+        else torch.arange(total)
+    )
     i, j = pair_unrank(m, base.n)
     return float((base.lookup(i, j) != shuffled.lookup(i, j)).float().mean())

@@ -2,11 +2,13 @@
 
 A target kind is one class with a ``Params`` dataclass (its own card keys) and a ``build``
 method; the shuffle controls wrap any of them."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import ConfigDict, Field
 
@@ -73,8 +75,9 @@ def validate_target_spec(table: dict[str, Any], where: str, prefix: str) -> Targ
     return TargetSpec(head.kind, parse(kind.Params, rest, where, prefix), head.shuffle, head.seed, head.heldout)
 
 
-def build_target(spec: TargetSpec, data_root: Path | None = None, training_seed: int = 0,
-                 exclude: dict[str, Any] | None = None) -> SimilarityTarget:
+def build_target(
+    spec: TargetSpec, data_root: Path | None = None, training_seed: int = 0, exclude: dict[str, Any] | None = None
+) -> SimilarityTarget:
     """The target a model trains on: its stimuli (the last ``heldout`` kept out of training), and
     for a shuffle control a permutation of its own per training seed (so the control's seed
     variance includes the permutation's)."""

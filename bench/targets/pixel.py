@@ -1,5 +1,6 @@
 """Pixel targets (Attias et al. 2024): centred cosine similarity of the stimuli's pixels, and
 its thresholded form S_th = +1 / -1 / 0 (method.md §5)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,14 +57,22 @@ def threshold(th: float, shrink: float):
     return apply
 
 
-def _centred_pixel_target(kind: str, params: PixelParams, seed: int, data_root: Path | None, stimuli: Stimuli,
-                          transform=None, **extra) -> CosineTarget:
+def _centred_pixel_target(
+    kind: str, params: PixelParams, seed: int, data_root: Path | None, stimuli: Stimuli, transform=None, **extra
+) -> CosineTarget:
     """Centred cosine over all stimuli, training and held out (as the neural targets are built)."""
     n = params.n_stimuli
     images = stimulus_images(params.stimuli, n + stimuli.heldout, seed, data_root, stimuli.exclude.get(params.stimuli))
     vectors = unit_rows(images.flatten(1))
-    desc = {"kind": kind, "stimuli": params.stimuli, "n_stimuli": n, "heldout": stimuli.heldout, "seed": seed,
-            "excluded": int(len(stimuli.exclude.get(params.stimuli, ()))), **extra}
+    desc = {
+        "kind": kind,
+        "stimuli": params.stimuli,
+        "n_stimuli": n,
+        "heldout": stimuli.heldout,
+        "seed": seed,
+        "excluded": int(len(stimuli.exclude.get(params.stimuli, ()))),
+        **extra,
+    }
     return CosineTarget(images, vectors, desc, transform)
 
 
@@ -82,6 +91,13 @@ class PixelThresholdTarget:
 
     @staticmethod
     def build(params: PixelThresholdParams, seed: int, data_root: Path | None, stimuli: Stimuli) -> CosineTarget:
-        return _centred_pixel_target("pixel-threshold", params, seed, data_root, stimuli,
-                                     threshold(params.threshold, params.shrink), threshold=params.threshold,
-                                     shrink=params.shrink)
+        return _centred_pixel_target(
+            "pixel-threshold",
+            params,
+            seed,
+            data_root,
+            stimuli,
+            threshold(params.threshold, params.shrink),
+            threshold=params.threshold,
+            shrink=params.shrink,
+        )

@@ -1,5 +1,6 @@
 """Batched random crop (reflect padding, as the follow-up code) and horizontal flip, driven by
 an explicit generator so that training order and augmentation are reproducible and resumable."""
+
 from __future__ import annotations
 
 import torch

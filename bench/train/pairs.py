@@ -1,6 +1,7 @@
 """k stimulus pairs per step, drawn without replacement from all i < j and reshuffled every
 pass over the pairs. Its state is a generator state and a position, so a resumed run draws
 exactly the pairs the uninterrupted one would have."""
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,7 @@ class PairSampler:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.pos + self.k > len(self.perm):
             self._new_pass()
-        chunk = self.perm[self.pos:self.pos + self.k]
+        chunk = self.perm[self.pos : self.pos + self.k]
         self.pos += self.k
         return pair_unrank(chunk, self.n)
 

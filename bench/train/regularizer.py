@@ -1,8 +1,10 @@
 """The similarity term of the loss as one object (method.md §3): the target and its stimuli on the
 device, the similarity head, the pair sampler and their state. The baseline gets the null
 object, so the training loop has no special cases."""
+
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -13,6 +15,26 @@ from bench.data import load_dataset, train_val_split
 from bench.targets import SimilarityTarget, build_target
 from bench.train.pairs import PairSampler
 from bench.train.similarity import SimilarityHead, similarity_loss
+
+
+@contextlib.contextmanager
+def frozen_running_stats(model: nn.Module, frozen: bool):
+    """With ``frozen``, BatchNorm still normalises the stimulus batches by their own statistics
+    (train mode) but leaves the running statistics, which evaluation uses, to the classification
+    data: natural-image stimuli then cannot shift a Fashion-MNIST model's normalisation."""
+    if not frozen:
+        yield
+        return
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 
 class NoRegularizer:
@@ -58,8 +80,9 @@ def card_target(card: ModelCard, seed: int, data_root: Path | None = None) -> Si
 class PairRegularizer(NoRegularizer):
     """alpha x (similarity loss of k stimulus pairs per step), pairs among the training stimuli."""
 
-    def __init__(self, spec: RegularizerSpec, target: SimilarityTarget, model: nn.Module, seed: int,
-                 device: torch.device):
+    def __init__(
+        self, spec: RegularizerSpec, target: SimilarityTarget, model: nn.Module, seed: int, device: torch.device
+    ):
         self.spec, self.target = spec, target
         self.stimuli = self.target.images.to(device)
         self.head = SimilarityHead(model.tap_channels(), spec.ema_beta).to(device)
@@ -74,9 +97,13 @@ class PairRegularizer(NoRegularizer):
 
     def loss(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         i, j = self.sampler.next()
-        s_cnn = self.head(model.features(self.stimuli[i.to(self.device)]), model.features(self.stimuli[j.to(self.device)]))
-        sim = similarity_loss(s_cnn, self.target.lookup(i, j).to(self.device), self.spec.loss_convention,
-                              self.spec.loss_eps)
+        with frozen_running_stats(model, self.spec.pair_bn == "classification"):
+            s_cnn = self.head(
+                model.features(self.stimuli[i.to(self.device)]), model.features(self.stimuli[j.to(self.device)])
+            )
+        sim = similarity_loss(
+            s_cnn, self.target.lookup(i, j).to(self.device), self.spec.loss_convention, self.spec.loss_eps
+        )
         return self.spec.alpha * sim, sim
 
     @property
@@ -91,8 +118,9 @@ class PairRegularizer(NoRegularizer):
         self.sampler.load_state_dict(state["pairs"])
 
 
-def make_regularizer(card: ModelCard, model: nn.Module, seed: int, device: torch.device,
-                     data_root: Path | None = None) -> NoRegularizer:
+def make_regularizer(
+    card: ModelCard, model: nn.Module, seed: int, device: torch.device, data_root: Path | None = None
+) -> NoRegularizer:
     target = card_target(card, seed, data_root)
     if target is None:
         return NoRegularizer()

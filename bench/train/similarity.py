@@ -2,6 +2,7 @@
 mixed by softmax(theta) with trainable theta initialised at 0, and the eps-guarded atanh loss.
 
 Pure functions for the loss so it can be checked against a direct formula."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -20,8 +21,9 @@ def guarded_atanh(x: torch.Tensor, eps: float) -> torch.Tensor:
     return 0.5 * (torch.log(1 + x + eps) - torch.log(1 - x + eps))
 
 
-def similarity_loss(s_cnn: torch.Tensor, s_target: torch.Tensor, convention: LossConvention = "code",
-                    eps: float = 1e-5) -> torch.Tensor:
+def similarity_loss(
+    s_cnn: torch.Tensor, s_target: torch.Tensor, convention: LossConvention = "code", eps: float = 1e-5
+) -> torch.Tensor:
     """Mean over pairs of (c*atanh(S_cnn) - c*atanh(S_target))^2, c = 2 ('code') or 1 ('paper')."""
     c = ATANH_SCALE[convention]
     return (c * (guarded_atanh(s_cnn, eps) - guarded_atanh(s_target, eps))).pow(2).mean()
@@ -34,11 +36,11 @@ class SimilarityHead(nn.Module):
         super().__init__()
         self.beta = beta
         self.theta = nn.Parameter(torch.zeros(len(channels)))
-        for l, c in enumerate(channels):
-            self.register_buffer(f"mu{l}", torch.zeros(c))
+        for tap, c in enumerate(channels):
+            self.register_buffer(f"mu{tap}", torch.zeros(c))
 
     def means(self) -> list[torch.Tensor]:
-        return [getattr(self, f"mu{l}") for l in range(len(self.theta))]
+        return [getattr(self, f"mu{tap}") for tap in range(len(self.theta))]
 
     @property
     def layer_weights(self) -> torch.Tensor:

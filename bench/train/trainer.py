@@ -2,15 +2,16 @@
 
 All randomness comes from explicit generators whose states are checkpointed every epoch, so a
 run that is interrupted and resumed ends with bit-identical weights on CPU."""
+
 from __future__ import annotations
 
 import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,16 +19,24 @@ import torch.nn.functional as F
 from bench.cards import ModelCard
 from bench.config import canonical_json
 from bench.data import ImageDataset, load_dataset, to_float, train_val_split
+from bench.errors import BenchError, CheckpointError
+from bench.io import atomic_save, ensure_writable_folder, exclusive, quarantine, remove_stale_temporaries
 from bench.models import build_model
 from bench.models.resnet import TAPS
-from bench.errors import BenchError
 from bench.numerics import Numerics, configure_device, device_label, package_versions, provenance, training_numerics
 from bench.runtime import Progress, Silent, resolve_device
 from bench.train.augment import crop_flip
-from bench.io import atomic_save
-from bench.train.checkpoint import FORMAT_VERSION, MODEL_FORMAT, STATE_FORMAT, load_train_state, state_hash
-from bench.train.schedule import cyclic_step_lr
+from bench.train.checkpoint import (
+    FORMAT_VERSION,
+    MODEL_FORMAT,
+    STATE_FIX,
+    STATE_FORMAT,
+    load_checkpoint,
+    load_train_state,
+    state_hash,
+)
 from bench.train.regularizer import NoRegularizer, make_regularizer
+from bench.train.schedule import cyclic_step_lr
 
 
 def model_dir(workdir: Path, card: ModelCard, seed: int, numerics: Numerics) -> Path:
@@ -49,9 +58,9 @@ def _validate(model, x, y, batch: int = 500) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
     for s in range(0, len(y), batch):
-        logits = model(x[s:s + batch]).float()
-        loss += F.cross_entropy(logits, y[s:s + batch], reduction="sum").item()
-        correct += (logits.argmax(1) == y[s:s + batch]).sum().item()
+        logits = model(x[s : s + batch]).float()
+        loss += F.cross_entropy(logits, y[s : s + batch], reduction="sum").item()
+        correct += (logits.argmax(1) == y[s : s + batch]).sum().item()
     return loss / len(y), correct / len(y)
 
 
@@ -59,8 +68,10 @@ def _note_other_numerics(out: Path, card: ModelCard, seed: int, numerics: Numeri
     others = [d.name for d in out.parent.glob(f"seed{seed}-*") if d != out and any(d.glob("*.pt"))]
     others += [f"seed{seed}"] if out.name != f"seed{seed}" and any(out.parent.glob(f"seed{seed}/*.pt")) else []
     if others and not (out / "state.pt").is_file():
-        progress.log(f"{card.name} seed {seed}: {', '.join(others)} holds a training with other numerics; training "
-                     f"separately with {numerics.label} (models of different numerics never resume each other)")
+        progress.log(
+            f"{card.name} seed {seed}: {', '.join(others)} holds a training with other numerics; training "
+            f"separately with {numerics.label} (models of different numerics never resume each other)"
+        )
 
 
 @dataclass
@@ -79,9 +90,14 @@ def training_data(card: ModelCard, data_root: Path | None, dev: torch.device) ->
     train_idx, val_idx = train_val_split(len(ds.train_y), tr.val_fraction, tr.split_seed)
     if tr.train_images:
         pick = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(tr.split_seed + 1))
-        train_idx = train_idx[pick[:tr.train_images]].sort().values
-    return TrainingData(ds, to_float(ds.train_x[train_idx]).to(dev), ds.train_y[train_idx].to(dev),
-                        to_float(ds.train_x[val_idx]).to(dev), ds.train_y[val_idx].to(dev))
+        train_idx = train_idx[pick[: tr.train_images]].sort().values
+    return TrainingData(
+        ds,
+        to_float(ds.train_x[train_idx]).to(dev),
+        ds.train_y[train_idx].to(dev),
+        to_float(ds.train_x[val_idx]).to(dev),
+        ds.train_y[val_idx].to(dev),
+    )
 
 
 def fresh_state() -> dict:
@@ -89,9 +105,19 @@ def fresh_state() -> dict:
 
 
 def save_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRegularizer, st: dict) -> None:
-    atomic_save({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, "numerics": numerics.label,
-                 "model": model.state_dict(), "optimizer": opt.state_dict(), "data_gen": data_gen.get_state(),
-                 **reg.state_dict(), **st}, path)
+    atomic_save(
+        {
+            "format": STATE_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "numerics": numerics.label,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "data_gen": data_gen.get_state(),
+            **reg.state_dict(),
+            **st,
+        },
+        path,
+    )
 
 
 def resume_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRegularizer) -> dict | None:
@@ -99,9 +125,14 @@ def resume_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRe
     if not path.is_file():
         return None
     saved = load_train_state(path)
+    missing = sorted({"model", "optimizer", "data_gen", "head", "pairs", *fresh_state()} - set(saved))
+    if missing:
+        raise CheckpointError(f"{path}: a training state without {missing}; {STATE_FIX}")
     if saved.get("numerics", "cpu-fp32") != numerics.label:
-        raise BenchError(f"{path}: a {saved.get('numerics')} training state, but this run trains with "
-                         f"{numerics.label}; resume it with the device it started on, or delete the file to restart")
+        raise BenchError(
+            f"{path}: a {saved.get('numerics')} training state, but this run trains with "
+            f"{numerics.label}; resume it with the device it started on, or delete the file to restart"
+        )
     model.load_state_dict(saved["model"])
     opt.load_state_dict(saved["optimizer"])
     data_gen.set_state(saved["data_gen"])
@@ -109,44 +140,126 @@ def resume_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRe
     return {k: saved[k] for k in fresh_state()}
 
 
-def export(path: Path, card: ModelCard, seed: int, model, data: TrainingData, reg: NoRegularizer, st: dict,
-           dev: torch.device, numerics: Numerics) -> None:
+def export(
+    path: Path,
+    card: ModelCard,
+    seed: int,
+    model,
+    data: TrainingData,
+    reg: NoRegularizer,
+    st: dict,
+    dev: torch.device,
+    numerics: Numerics,
+) -> None:
     """The self-contained best-validation checkpoint that bench.load_model reads."""
     best = st["best"]
-    atomic_save({
-        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "model_name": card.name, "seed": seed,
-        "card": canonical_json(card), "card_hash": card.card_hash, "arch": card.arch, "config": model.config,
-        "regularizer": card.regularizer_label, "dataset": data.dataset.name, "classes": list(data.dataset.classes),
-        "state_dict": best["model"], "state_hash": state_hash(best["model"]), "best_epoch": best["epoch"],
-        "taps": list(TAPS), "layer_weights": best["layer_weights"], "history": st["history"],
-        "target": json.dumps(reg.target.description, sort_keys=True) if reg.target is not None else "",
-        "train_seconds": st["seconds"], "device": device_label(dev), "packages": package_versions(),
-        "numerics": numerics.label, "provenance": provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else ""),
-    }, path)
+    atomic_save(
+        {
+            "format": MODEL_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_name": card.name,
+            "seed": seed,
+            "card": canonical_json(card),
+            "card_hash": card.card_hash,
+            "arch": card.arch,
+            "config": model.config,
+            "regularizer": card.regularizer_label,
+            "dataset": data.dataset.name,
+            "classes": list(data.dataset.classes),
+            "state_dict": best["model"],
+            "state_hash": state_hash(best["model"]),
+            "best_epoch": best["epoch"],
+            "taps": list(TAPS),
+            "layer_weights": best["layer_weights"],
+            "history": st["history"],
+            "target": json.dumps(reg.target.description, sort_keys=True) if reg.target is not None else "",
+            "train_seconds": st["seconds"],
+            "device": device_label(dev),
+            "packages": package_versions(),
+            "numerics": numerics.label,
+            "provenance": provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else ""),
+        },
+        path,
+    )
 
 
-def train(card: ModelCard, seed: int, workdir: Path, device: str = "auto", data_root: Path | None = None,
-          progress: Progress | None = None, on_epoch_end: Callable[[int], None] | None = None,
-          deterministic: bool = False) -> Path:
-    """Train (or resume) one model; returns the exported best-validation checkpoint."""
+def train(
+    card: ModelCard,
+    seed: int,
+    workdir: Path,
+    device: str = "auto",
+    data_root: Path | None = None,
+    progress: Progress | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    deterministic: bool = False,
+) -> Path:
+    """Train (or resume) one model; returns the exported best-validation checkpoint. One process
+    at a time trains a model: another one waits for it and then finds it trained."""
     progress = progress or Silent()
     dev = resolve_device(device)
     numerics = training_numerics(dev)
     out = model_dir(workdir, card, seed, numerics)
+    if _valid(out / "model.pt"):  # trained: nothing to write, a read-only workdir is fine
+        return out / "model.pt"
+    ensure_writable_folder(out, "the checkpoint folder", "pass --workdir to a writable place")
+    waiting = lambda holder: progress.log(f"{card.name} seed {seed}: waiting for {holder}, which trains it")  # noqa: E731
+    with exclusive(out / ".lock", waiting):
+        return _train_locked(card, seed, out, dev, numerics, data_root, progress, on_epoch_end, deterministic)
+
+
+def _valid(path: Path) -> bool:
+    try:
+        return path.is_file() and load_checkpoint(path) is not None
+    except CheckpointError:
+        return False
+
+
+def _train_locked(
+    card: ModelCard,
+    seed: int,
+    out: Path,
+    dev: torch.device,
+    numerics: Numerics,
+    data_root: Path | None,
+    progress: Progress,
+    on_epoch_end,
+    deterministic: bool,
+) -> Path:
     final = out / "model.pt"
     if final.is_file():
-        return final
+        try:
+            load_checkpoint(final)
+            return final
+        except CheckpointError as exc:
+            progress.log(
+                f"{card.name} seed {seed}: {exc}; moved to {quarantine(final).name}, exporting it again "
+                "from the training state"
+            )
+    remove_stale_temporaries(out)
     configure_device(dev, deterministic)
     _note_other_numerics(out, card, seed, numerics, progress)
     tr, data = card.trainer, training_data(card, data_root, dev)
+    if len(data.y) < tr.batch_size:
+        raise BenchError(
+            f"{card.path}: key 'trainer.batch_size' ({tr.batch_size}) exceeds the {len(data.y)} training "
+            "images, so no step would be taken; lower batch_size or raise train_images"
+        )
     torch.manual_seed(seed)  # weight initialisation only; everything else has its own generator
     model = build_model(card.arch, data.dataset.num_classes, card.width, input_scale=card.input_scale).to(dev)
     reg = make_regularizer(card, model, seed, dev, data_root)
-    opt = torch.optim.SGD(list(model.parameters()) + reg.parameters(), lr=tr.lr, momentum=tr.momentum,
-                          weight_decay=tr.weight_decay)
+    opt = torch.optim.SGD(
+        list(model.parameters()) + reg.parameters(), lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay
+    )
     data_gen = torch.Generator().manual_seed(seed)
     state_file = out / "state.pt"
-    st = resume_state(state_file, numerics, model, opt, data_gen, reg)
+    try:
+        st = resume_state(state_file, numerics, model, opt, data_gen, reg)
+    except CheckpointError as exc:  # a damaged state: the objects are untouched, start again
+        progress.log(
+            f"{card.name} seed {seed}: {exc}; moved to {quarantine(state_file).name}, training again from "
+            "the first epoch"
+        )
+        st = None
     if st is not None:
         progress.log(f"{card.name} seed {seed}: resuming after epoch {st['epoch']}")
     st = st or fresh_state()
@@ -164,7 +277,7 @@ def train(card: ModelCard, seed: int, workdir: Path, device: str = "auto", data_
         order = torch.randperm(len(data.y), generator=data_gen).to(dev)
         sums = torch.zeros(3, device=dev)  # ce, sim, correct
         for b in range(steps):
-            idx = order[b * tr.batch_size:(b + 1) * tr.batch_size]
+            idx = order[b * tr.batch_size : (b + 1) * tr.batch_size]
             x, y = data.x[idx], data.y[idx]
             if tr.augment:
                 x = crop_flip(x, data_gen)
@@ -181,17 +294,30 @@ def train(card: ModelCard, seed: int, workdir: Path, device: str = "auto", data_
         val_loss, val_acc = _validate(model, data.x_val, data.y_val)
         st["seconds"] += time.perf_counter() - t0
         means = (sums / max(steps, 1)).tolist()
-        record = {"epoch": epoch + 1, "lr": lr, "train_ce": means[0], "train_sim": means[1], "train_acc": means[2],
-                  "val_loss": val_loss, "val_acc": val_acc, "layer_weights": reg.layer_weights}
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_ce": means[0],
+            "train_sim": means[1],
+            "train_acc": means[2],
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "layer_weights": reg.layer_weights,
+        }
         st["history"].append(record)
         if math.isnan(val_loss) or val_loss < st["best_val_loss"]:
             st["best_val_loss"] = val_loss if not math.isnan(val_loss) else math.inf
-            st["best"] = {"epoch": epoch + 1, "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
-                          "layer_weights": record["layer_weights"]}
+            st["best"] = {
+                "epoch": epoch + 1,
+                "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
+                "layer_weights": record["layer_weights"],
+            }
         st["epoch"] = epoch + 1
         save_state(state_file, numerics, model, opt, data_gen, reg, st)
-        progress.log(f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
-                     f"sim {means[1]:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}")
+        progress.log(
+            f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
+            f"sim {means[1]:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}"
+        )
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
     export(final, card, seed, model, data, reg, st, dev, numerics)

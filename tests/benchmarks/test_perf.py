@@ -4,14 +4,15 @@ test (``--benchmark-disable``); measure with
     pytest tests/benchmarks --benchmark-enable --benchmark-columns=mean,stddev,rounds
 
 Shapes are the quick suite's: ResNet18 width 8, 28x28, batch 64, k = 16 pairs."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.evals.pgd import PGD, PGDParams
 from bench.evals.base import EvalContext
 from bench.evals.image_rng import ImageRNG
 from bench.evals.noise import add_noise
+from bench.evals.pgd import PGD, PGDParams
 from bench.models import build_model
 from bench.train.pairs import PairSampler
 from bench.train.similarity import SimilarityHead, similarity_loss
@@ -94,8 +95,8 @@ def test_bench_neural_target_build_5000_images_8000_neurons(benchmark):
 @pytest.mark.parametrize("kind", ["pair-vector", "pixel-cosine"])
 def test_bench_target_lookup_per_step(benchmark, kind):
     """Loss-time S[i, j] lookups for one step's k = 16 pairs, from a 5,000-image target."""
-    from bench.targets.base import CosineTarget, n_pairs, unit_rows
     from bench.neural.target import PairTarget
+    from bench.targets.base import CosineTarget, n_pairs, unit_rows
 
     n = 5000
     if kind == "pair-vector":
@@ -129,9 +130,15 @@ def trained():
 
 
 # the battery-quick suite's schedules
-BATTERY = {"pgd": {"steps": 20, "search_steps": 6}, "bim": {"steps": 20, "search_steps": 6}, "deepfool": {"steps": 20},
-           "fmn": {"steps": 20}, "brendel-bethge": {"steps": 50}, "boundary": {"steps": 200},
-           "hopskipjump": {"steps": 5, "gradient_evals": 20}}
+BATTERY = {
+    "pgd": {"steps": 20, "search_steps": 6},
+    "bim": {"steps": 20, "search_steps": 6},
+    "deepfool": {"steps": 20},
+    "fmn": {"steps": 20},
+    "brendel-bethge": {"steps": 50},
+    "boundary": {"steps": 200},
+    "hopskipjump": {"steps": 5, "gradient_evals": 20},
+}
 
 
 @pytest.mark.parametrize("attack", ["pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump"])
@@ -142,8 +149,11 @@ def test_bench_minimal_attack_32_images(benchmark, trained, attack):
 
     model, x, y = trained
     ev = Minimal(MinimalParams(attacks=(attack,), options={attack: BATTERY[attack]}))
-    out = benchmark.pedantic(lambda: ev.run(model, x, y, EvalContext(torch.device("cpu"), 0, 32)),
-                             rounds=1, warmup_rounds=1 if attack == "brendel-bethge" else 0)  # numba JIT first
+    out = benchmark.pedantic(
+        lambda: ev.run(model, x, y, EvalContext(torch.device("cpu"), 0, 32)),
+        rounds=1,
+        warmup_rounds=1 if attack == "brendel-bethge" else 0,
+    )  # numba JIT first
     assert all(m.value == m.value for m in out.metrics)
 
 

@@ -1,0 +1,99 @@
+"""Where a suite's units of work run: this process (serial, the default), worker processes on
+this machine (local), a Ray cluster (ray), or a Slurm cluster through submitit (slurm). These are
+existing engines; this package only hands them the two job functions (bench.executors.jobs) and
+merges what the workers leave: each finished cell is a file in WORKDIR/cells/, and only this
+process writes the SQLite store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.cards import ExecutionSpec, ModelCard, SuiteCard
+from bench.errors import BenchError
+from bench.executors.jobs import RunSpec
+from bench.registry import Registry
+from bench.runtime import Progress, Silent
+
+EXECUTORS: Registry[type] = Registry("executor")
+EXECUTORS.lazy("local", "bench.executors.local:LocalExecutor")
+EXECUTORS.lazy("ray", "bench.executors.ray_executor:RayExecutor")
+EXECUTORS.lazy("slurm", "bench.executors.slurm:SlurmExecutor")
+EXECUTORS.lazy("slurm-local", "bench.executors.slurm:LocalSlurmExecutor")  # submitit's local executor, no Slurm
+
+
+@dataclass
+class Executor:
+    """Runs training jobs and cell jobs somewhere; subclasses say where (``_map``)."""
+
+    run: RunSpec
+    options: ExecutionSpec
+    progress: Progress = Silent()
+
+    def _map(self, kind: str, fn, args: list[tuple], on_result) -> None:
+        """Run ``fn(run, *a)`` for every ``a`` in ``args``; call ``on_result`` as each finishes.
+        Raise after all finished if any failed."""
+        raise NotImplementedError
+
+    def train(self, missing: list[tuple[ModelCard, int]]) -> None:
+        from bench.executors.jobs import train_job
+
+        self.progress.start(f"train {self.run.suite.name} ({self.name})", len(missing))
+        self._map("train", train_job, [(c.name, s) for c, s in missing], lambda result: self.progress.advance())
+
+    def evaluate(self, suite: SuiteCard, pending: list, checkpoints: dict, store) -> int:
+        """Compute the pending cells on the workers and merge each cell file into the store as it
+        arrives; returns how many were merged."""
+        from bench.executors.jobs import cell_job
+        from bench.store.cellfiles import cells_dir, decode
+
+        plain = {k: (str(p), h) for k, (p, h) in checkpoints.items()}
+        merged = 0
+
+        def merge(digest: str) -> None:
+            nonlocal merged
+            key, meta, output = decode((cells_dir(self.run.workdir) / f"{digest}.json").read_text())
+            store.write_cell(key, output=output, **meta)
+            merged += 1
+            self.progress.advance()
+
+        self.progress.start(f"evaluate {suite.name} ({self.name})", len(pending))
+        self._map("cell", cell_job, [(c.card.name, c.seed, c.spec_index, plain) for c in pending], merge)
+        return merged
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.removesuffix("Executor").lower()
+
+
+def make_executor(
+    options: ExecutionSpec,
+    suite: SuiteCard,
+    workdir: Path,
+    device: str,
+    data_root: Path | None,
+    deterministic: bool,
+    progress: Progress = Silent(),
+) -> Executor | None:
+    """The executor of ``options`` (None for serial), checked before any work starts."""
+    if options.executor == "serial":
+        return None
+    threads = options.threads or 1
+    run = RunSpec(
+        suite, str(Path(workdir).resolve()), device, str(data_root) if data_root else None, deterministic, threads
+    )
+    executor = EXECUTORS.get(options.executor)(run, options, progress)
+    executor.check()
+    return executor
+
+
+def merged_options(suite: SuiteCard, **given) -> ExecutionSpec:
+    """The suite card's [execution] table, overridden by the options given on the command line."""
+    return replace(suite.execution, **{k: v for k, v in given.items() if v is not None})
+
+
+def missing_extra(package: str, extra: str) -> BenchError:
+    return BenchError(
+        f"the {extra} executor needs {package}, which is not installed; pip install -e '.[{extra}]' "
+        f"(or pip install {package})"
+    )
