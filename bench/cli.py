@@ -282,6 +282,10 @@ def check(
     from bench.suite.regression import check_against, update_reference
 
     card = load_suite_card(suite)
+    if not update:
+        from bench.check import read_reference
+
+        read_reference(against, card)  # a bad reference is reported before the store is opened
     with _open_store(workdir, store, create=not no_run) as db, _display() as display:
         bar = lambda: RichProgress(display)  # noqa: E731
         if update:
@@ -460,6 +464,40 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     if not values or len(set(values)) != len(values):
         raise BenchError(f"{option} {text!r}: expected distinct integers separated by commas, e.g. 0,1,2")
     return values
+
+
+@app.command()
+def perf(
+    device: Device = "auto",
+    width: Annotated[int, typer.Option(help="ResNet width (64: the paper's network).")] = 64,
+    size: Annotated[int, typer.Option(help="Image side in pixels (32: grayscale CIFAR-10).")] = 32,
+    batch: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+) -> None:
+    """Throughput here: training images/s per regularizer kind (against the FLOP ratio),
+    evaluation images/s per attack, and the training time of paper-table1 on this machine."""
+    from tabulate import tabulate
+
+    from bench.perf import FLOP_RATIO, Shapes, evaluation_rates, paper_table1_estimate, training_rate
+    from bench.runtime import resolve_device
+
+    if not (1 <= width <= 1024 and 8 <= size <= 512 and 1 <= batch <= 4096):
+        raise BenchError("bench perf: --width 1..1024, --size 8..512 and --batch 1..4096")
+    dev = resolve_device(device)
+    shapes = Shapes(width=width, size=size, batch=batch)
+    say(f"bench perf on {dev}: resnet18 width {width}, {size}x{size} gray, batch {batch}, k = {shapes.pairs}")
+    training_rate("baseline", shapes, dev, repeats=1)  # first use of the kernels (allocation, primitives)
+    train = {k: training_rate(k, shapes, dev) for k in ("baseline", "pixel", "neural")}
+    rows = [[r.what, f"{r.per_second:,.0f}", ""] for r in train.values()]
+    for k, ratio in FLOP_RATIO.items():
+        measured = train["baseline"].per_second / train[k].per_second
+        rows[list(train).index(k)][2] = f"step time {measured:.2f}x baseline (FLOP ratio {ratio:.2f})"
+    rows += [[r.what, f"{r.per_second:,.1f}", "32 images"] for r in evaluation_rates(shapes, dev)]
+    out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
+    hours = paper_table1_estimate(train, shapes) / 3600
+    out.print(
+        f"paper-table1 training here (20 models x {shapes.epochs} epochs x {shapes.train_images:,} images, "
+        f"one at a time): about {hours:.1f} h"
+    )
 
 
 @app.command()

@@ -61,3 +61,17 @@ def test_zoo_list_and_show(cards):
     assert code == 0 and "tiny-shuffle" in out and "shuffle" in out and "quick-none" in out
     code, out, _ = run_cli("zoo", "show", "tiny-pixel")
     assert code == 0 and '"threshold": 0.5' in out and "pixel-threshold" in out
+
+
+def test_perf_measures_every_regularizer_kind_and_attack_and_estimates_paper_table1(cards):
+    code, out, err = run_cli("perf", "--device", "cpu", "--width", "4", "--size", "16", "--batch", "8")
+    assert code == 0, err
+    rates = {}
+    for line in out.splitlines():
+        parts = line.split("  ")
+        if line.startswith(("train ", "evaluate ")):
+            rates[parts[0].strip()] = float([p for p in parts[1:] if p.strip()][0].replace(",", ""))
+    assert {"train baseline", "train pixel", "train neural"} <= set(rates)
+    assert sum(k.startswith("evaluate ") for k in rates) == 4 and all(v > 0 for v in rates.values())
+    assert "FLOP ratio 2.16" in out and "paper-table1 training here" in out and " h" in out
+    assert run_cli("perf", "--width", "0")[0] == 2

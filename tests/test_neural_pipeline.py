@@ -74,7 +74,7 @@ def test_from_simulated_recordings_to_a_trained_regularized_model(cards, tmp_pat
     )
     assert code == 0 and "30 neurons, 86 images" in out, err
     code, out, err = run_cli("neural", "simulate", "--out", str(scan))
-    assert code == 2 and "not empty" in err
+    assert code == 2 and "not an empty folder" in err
     target = tmp_path / "target.pt"
     code, out, err = run_cli("neural", "target", str(scan), "--out", str(target), "--epochs", "2")
     assert code == 0 and "80 stimuli, 3160 pairs" in out and "model vs repeat average" in out, err

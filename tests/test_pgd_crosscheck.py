@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from bench.cards import load_model_card
 from bench.data import eval_subset, load_dataset, to_float
-from bench.evals.pgd import PGD, PGDParams
 from bench.evals.base import EvalContext
+from bench.evals.pgd import PGD, PGDParams
 from bench.train.checkpoint import load_model
 from bench.train.trainer import train
 

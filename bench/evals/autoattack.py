@@ -14,8 +14,7 @@ from pydantic import ConfigDict
 
 from bench.evals import sanity
 from bench.evals.attacks import Epsilons, MaxImages, check_epsilons, distances
-from bench.evals.base import EvalContext, EvalOutput, Evaluation, forked_rng, predict
-from bench.evals.reporting import Curve, MetricId, ReportSpec
+from bench.evals.base import EpsilonCurveEvaluation, EvalContext, EvalOutput, forked_rng, predict
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 
@@ -44,33 +43,12 @@ class _Captured(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-class AutoAttackEval(Evaluation):
+class AutoAttackEval(EpsilonCurveEvaluation):
     Params = AutoAttackParams
     kind = "autoattack"
-    grid = "epsilons"
     version = 2  # 2: seeds common to all models
-
-    @property
-    def metric(self) -> MetricId:
-        return MetricId(f"autoattack-{self.params.norm}")
-
-    @property
-    def stream(self) -> str:
-        return self.metric.name
-
-    def report(self) -> ReportSpec:
-        return ReportSpec(
-            curves=(
-                Curve(
-                    self.metric,
-                    f"{self.params.norm} epsilon ([0,1] scale)",
-                    "autoattack",
-                    "AutoAttack robust accuracy (clean errors count), mean ± SEM over seeds",
-                    headline=True,
-                    robustbench="autoattack" if self.params.norm == "linf" else "",
-                ),
-            )
-        )
+    metric_prefix, plot, robustbench_linf = "autoattack", "autoattack", "autoattack"
+    title = "AutoAttack robust accuracy (clean errors count), mean ± SEM over seeds"
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons)

@@ -159,6 +159,39 @@ class Evaluation(ABC):
     def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext) -> EvalOutput: ...
 
 
+class EpsilonCurveEvaluation(Evaluation):
+    """An attack measured as robust accuracy against epsilon in one norm (PGD, AutoAttack): its
+    metric, random stream and report follow from a name prefix and the card's norm."""
+
+    grid = "epsilons"
+    metric_prefix: ClassVar[str]
+    plot: ClassVar[str]  # the figure its curve is drawn in
+    title: ClassVar[str]
+    robustbench_linf: ClassVar[str]  # the RobustBench field its L-inf curve fills
+
+    @property
+    def metric(self) -> MetricId:
+        return MetricId(f"{self.metric_prefix}-{self.params.norm}")
+
+    @property
+    def stream(self) -> str:
+        return self.metric.name
+
+    def report(self) -> ReportSpec:
+        from bench.evals.reporting import Curve
+
+        norm = self.params.norm
+        curve = Curve(
+            self.metric,
+            f"{norm} epsilon ([0,1] scale)",
+            self.plot,
+            self.title,
+            headline=True,
+            robustbench=self.robustbench_linf if norm == "linf" else "",
+        )
+        return ReportSpec(curves=(curve,))
+
+
 EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
 
 

@@ -14,8 +14,7 @@ from pydantic import ConfigDict, Field
 
 from bench.evals import sanity
 from bench.evals.attacks import Epsilon, Epsilons, MaxImages, Norm, check_epsilons, distances, foolbox
-from bench.evals.base import EvalContext, EvalOutput, Evaluation, Metric, forked_rng, predict
-from bench.evals.reporting import Curve, MetricId, ReportSpec
+from bench.evals.base import EpsilonCurveEvaluation, EvalContext, EvalOutput, Metric, forked_rng, predict
 
 CLEAN_ERRORS = "clean errors count as failures (Foolbox semantics): robust accuracy <= clean accuracy"
 
@@ -77,33 +76,12 @@ def attack_at(
     return torch.cat(advs)
 
 
-class PGD(Evaluation):
+class PGD(EpsilonCurveEvaluation):
     Params = PGDParams
     kind = "pgd"
-    grid = "epsilons"
     version = 3  # 3: random starts common to all models (2: sanity flags and the large-epsilon probe)
-
-    @property
-    def metric(self) -> MetricId:
-        return MetricId(f"pgd-{self.params.norm}")
-
-    @property
-    def stream(self) -> str:
-        return self.metric.name
-
-    def report(self) -> ReportSpec:
-        return ReportSpec(
-            curves=(
-                Curve(
-                    self.metric,
-                    f"{self.params.norm} epsilon ([0,1] scale)",
-                    "epsilon",
-                    "PGD robust accuracy (clean errors count), mean ± SEM over seeds",
-                    headline=True,
-                    robustbench="eps" if self.params.norm == "linf" else "",
-                ),
-            )
-        )
+    metric_prefix, plot, robustbench_linf = "pgd", "epsilon", "eps"
+    title = "PGD robust accuracy (clean errors count), mean ± SEM over seeds"
 
     def work(self, n_images: int) -> int:
         return n_images * (len(self.params.epsilons) + (self.params.sanity_epsilon != 0))

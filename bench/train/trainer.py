@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bench.cards import ModelCard
 from bench.config import canonical_json
@@ -214,6 +215,20 @@ def _valid(path: Path) -> bool:
         return False
 
 
+def train_step(model: nn.Module, reg: NoRegularizer, opt, x, y, autocast) -> torch.Tensor:
+    """One optimisation step (classification + the regularizer's term); returns (ce, sim,
+    accuracy) detached. The trainer and ``bench perf`` both time this."""
+    with autocast:
+        logits = model(x).float()
+        ce = F.cross_entropy(logits, y)
+        term, sim = reg.loss(model)
+        loss = ce + term
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([ce.detach(), sim.detach(), (logits.argmax(1) == y).sum().float() / len(y)])
+
+
 def _train_locked(
     card: ModelCard,
     seed: int,
@@ -281,15 +296,7 @@ def _train_locked(
             x, y = data.x[idx], data.y[idx]
             if tr.augment:
                 x = crop_flip(x, data_gen)
-            with autocast:
-                logits = model(x).float()
-                ce = F.cross_entropy(logits, y)
-                term, sim = reg.loss(model)
-                loss = ce + term
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += torch.stack([ce.detach(), sim.detach(), (logits.argmax(1) == y).sum().float() / len(y)])
+            sums += train_step(model, reg, opt, x, y, autocast)
             progress.advance()
         val_loss, val_acc = _validate(model, data.x_val, data.y_val)
         st["seconds"] += time.perf_counter() - t0

@@ -1,0 +1,121 @@
+"""``bench perf``: what this machine does per second (training steps of the three regularizer
+kinds, evaluation per attack) and what a GPU-sized suite would therefore cost here.
+
+Synthetic data and random targets of the real shapes: throughput does not depend on the
+values, and nothing has to be downloaded. The training step is the trainer's own
+(``bench.train.trainer.train_step``); the evaluations are the registered classes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.cards import RegularizerSpec
+from bench.evals.base import EvalContext
+from bench.models import build_model
+from bench.targets.base import CosineTarget, unit_rows
+from bench.train.regularizer import NoRegularizer, PairRegularizer
+from bench.train.trainer import train_step
+
+# FLOPs of a regularized step relative to a baseline step at k = 16 pairs and batch 64 (issue 13's
+# count): two pair halves through the trunk, 32 x 32 stimuli (pixel) or 36 x 64 (neural)
+FLOP_RATIO = {"pixel": 1.50, "neural": 2.16}
+STIMULUS_SHAPE = {"pixel": None, "neural": (36, 64)}  # None: the images' own size
+
+
+@dataclass(frozen=True)
+class Shapes:
+    arch: str = "resnet18"
+    width: int = 64
+    size: int = 32  # grayscale CIFAR-10
+    batch: int = 64
+    pairs: int = 16
+    train_images: int = 49_500  # CIFAR-10's 50,000 less the 1% validation split
+    epochs: int = 40
+
+
+@dataclass(frozen=True)
+class Rate:
+    what: str
+    per_second: float  # images per second
+    note: str = ""
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def seconds_per_call(fn, dev: torch.device, warmup: int = 2, repeats: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(dev)
+    return (time.perf_counter() - t0) / repeats
+
+
+def _regularizer(kind: str, model, shapes: Shapes, dev: torch.device) -> NoRegularizer:
+    if kind == "baseline":
+        return NoRegularizer()
+    h, w = STIMULUS_SHAPE[kind] or (shapes.size, shapes.size)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(1000, 1, h, w, generator=gen)
+    target = CosineTarget(images, unit_rows(torch.randn(1000, 64, generator=gen)), {"kind": "perf"})
+    return PairRegularizer(RegularizerSpec(alpha=1.0, target=None, pairs_per_step=shapes.pairs), target, model, 0, dev)
+
+
+def training_rate(kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5) -> Rate:
+    torch.manual_seed(0)
+    model = build_model(shapes.arch, 10, shapes.width).to(dev).train()
+    reg = _regularizer(kind, model, shapes, dev)
+    opt = torch.optim.SGD(list(model.parameters()) + reg.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(shapes.batch, 1, shapes.size, shapes.size, device=dev)
+    y = torch.randint(0, 10, (shapes.batch,), device=dev)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    seconds = seconds_per_call(lambda: train_step(model, reg, opt, x, y, autocast), dev, repeats=repeats)
+    return Rate(f"train {kind}", shapes.batch / seconds)
+
+
+def evaluation_rates(shapes: Shapes, dev: torch.device, n_images: int = 32) -> list[Rate]:
+    """Images per second of each evaluation at a small schedule (one epsilon or level)."""
+    from bench.config import parse
+    from bench.evals import EVALUATIONS
+
+    torch.manual_seed(0)
+    model = build_model(shapes.arch, 10, shapes.width).to(dev).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(n_images, 1, shapes.size, shapes.size, device=dev)
+    y = model(x).argmax(1)  # every image clean-correct: the attacks have work on all of them
+    ctx = EvalContext(dev, 0)
+    tables = {
+        "noise gaussian, 1 level": {"kind": "noise", "noise": "gaussian", "levels": [0.1]},
+        "pgd linf, 1 eps x 20 steps": {"kind": "pgd", "norm": "linf", "epsilons": [0.01], "sanity_epsilon": 0},
+        "minimal l2, fmn 50 steps": {"kind": "minimal", "norms": ["l2"], "attacks": ["fmn"], "fmn": {"steps": 50}},
+        "minimal l2, deepfool 20 steps": {
+            "kind": "minimal", "norms": ["l2"], "attacks": ["deepfool"], "deepfool": {"steps": 20},
+        },
+    }  # fmt: skip
+    cases = []
+    for what, table in tables.items():
+        cls = EVALUATIONS.get(table["kind"])
+        params = parse(cls.Params, cls.prepare({k: v for k, v in table.items() if k != "kind"}), "bench perf")
+        cases.append((what, cls(params)))
+    rates = []
+    for what, evaluation in cases:
+        seconds = seconds_per_call(lambda e=evaluation: e.run(model, x, y, ctx), dev, warmup=1, repeats=1)
+        rates.append(Rate(f"evaluate {what}", n_images / seconds))
+    return rates
+
+
+def paper_table1_estimate(train: dict[str, Rate], shapes: Shapes, seeds: int = 5) -> float:
+    """Seconds to train paper-table1's models here (baseline, shuffle, pixel-threshold, neural
+    x seeds) at the measured rates, one model at a time."""
+    kinds = ["baseline", "pixel", "pixel", "neural"]  # the shuffled control costs a pixel step
+    images = shapes.train_images * shapes.epochs
+    return seeds * sum(images / train[k].per_second for k in kinds)
