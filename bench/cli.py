@@ -487,10 +487,11 @@ def perf(
     say(f"bench perf on {dev}: resnet18 width {width}, {size}x{size} gray, batch {batch}, k = {shapes.pairs}")
     training_rate("baseline", shapes, dev, repeats=1)  # first use of the kernels (allocation, primitives)
     train = {k: training_rate(k, shapes, dev) for k in ("baseline", "pixel", "neural")}
-    rows = [[r.what, f"{r.per_second:,.0f}", ""] for r in train.values()]
-    for k, ratio in FLOP_RATIO.items():
-        measured = train["baseline"].per_second / train[k].per_second
-        rows[list(train).index(k)][2] = f"step time {measured:.2f}x baseline (FLOP ratio {ratio:.2f})"
+    notes = {
+        k: f"step time {train['baseline'].per_second / train[k].per_second:.2f}x baseline (FLOP ratio {ratio:.2f})"
+        for k, ratio in FLOP_RATIO.items()
+    }
+    rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
     rows += [[r.what, f"{r.per_second:,.1f}", "32 images"] for r in evaluation_rates(shapes, dev)]
     out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
     hours = paper_table1_estimate(train, shapes) / 3600

@@ -19,8 +19,8 @@ from bench.targets.base import CosineTarget, unit_rows
 from bench.train.regularizer import NoRegularizer, PairRegularizer
 from bench.train.trainer import train_step
 
-# FLOPs of a regularized step relative to a baseline step at k = 16 pairs and batch 64 (issue 13's
-# count): two pair halves through the trunk, 32 x 32 stimuli (pixel) or 36 x 64 (neural)
+# FLOPs of a regularized step relative to a baseline step at k = 16 pairs and batch 64 (counted for
+# these shapes): two pair halves through the trunk, 32 x 32 stimuli (pixel) or 36 x 64 (neural)
 FLOP_RATIO = {"pixel": 1.50, "neural": 2.16}
 STIMULUS_SHAPE = {"pixel": None, "neural": (36, 64)}  # None: the images' own size
 
