@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from bench.evals.reporting import MetricId, ReportSpec
+from bench.evals.reporting import Curve, MetricId, ReportSpec
 from bench.registry import Registry
 from bench.runtime import Progress, Silent
 from bench.seeds import sub_seed
@@ -178,8 +178,6 @@ class EpsilonCurveEvaluation(Evaluation):
         return self.metric.name
 
     def report(self) -> ReportSpec:
-        from bench.evals.reporting import Curve
-
         norm = self.params.norm
         curve = Curve(
             self.metric,
