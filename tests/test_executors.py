@@ -172,35 +172,10 @@ def test_ray_with_workers_killed_mid_training_and_mid_cell_finishes_with_the_ser
 
 
 def test_two_runs_on_one_workdir_train_each_model_once_and_agree(root, serial):
-    first = bench(
-        root,
-        "run",
-        "tiny",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--workdir",
-        "w-twice",
-        "--reports",
-        "r-twice-a",
-        wait=False,
-    )
+    run = ("run", "tiny", "--device", "cpu", "--threads", "1", "--workdir", "w-twice")
+    first = bench(root, *run, "--reports", "r-twice-a", wait=False)
     time.sleep(1.0)
-    second = bench(
-        root,
-        "run",
-        "tiny",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--workdir",
-        "w-twice",
-        "--reports",
-        "r-twice-b",
-        wait=False,
-    )
+    second = bench(root, *run, "--reports", "r-twice-b", wait=False)
     outputs = [p.communicate(timeout=900) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
     logs = outputs[0][1] + outputs[1][1]
