@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field
 from bench.config import identity_hash, parse, read_toml
 from bench.data import DATASETS
 from bench.errors import CardError, UnknownName
+from bench.external import ExternalCard, parse_external_card
 from bench.models import ARCHITECTURES
 from bench.targets import TargetSpec, validate_target_spec
 
@@ -103,6 +104,12 @@ class ModelCard:
     name: str = ""  # the file's stem, set on load
     path: str = ""
 
+    external = False  # trained by the zoo (bench.external.ExternalCard: trained elsewhere)
+
+    def seeds_of(self, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        """Which of a run's seeds this model is trained and evaluated at: all of them."""
+        return seeds
+
     @property
     def regularizer_label(self) -> str:
         """'none', 'shuffle' or the target kind: what the leaderboard groups by."""
@@ -119,13 +126,21 @@ class ModelCard:
         return identity_hash({**recipe, "trainer_version": TRAINER_VERSION})
 
 
-def load_model_card(name: str) -> ModelCard:
+def load_model_card(name: str) -> ModelCard | ExternalCard:
+    """A zoo card, or an external one (a card with a 'source' table: a model trained elsewhere)."""
     path = find_card("models", name, "model")
     where = str(path)
     raw = read_toml(path)
     for key in ("name", "path"):
         if key in raw:
             raise CardError(f"{where}: unknown key '{key}'; a card is named by its file name")
+    if "source" in raw:
+        if not isinstance(raw["source"], dict):
+            raise CardError(f"{where}: key 'source' must be a table (kind, path, ...)")
+        card = parse_external_card(raw, where, path.stem)
+        if card.dataset:
+            DATASETS.get(card.dataset, f"{where}: key 'dataset'")
+        return card
     target_table = None
     if isinstance(raw.get("regularizer"), dict):
         raw["regularizer"] = dict(raw["regularizer"])
@@ -273,7 +288,7 @@ def load_suite_card(name: str) -> SuiteCard:
             card = load_model_card(model)
         except UnknownName as exc:
             raise CardError(f"{where}: key 'models': {exc}") from None
-        if card.dataset != suite.dataset:
+        if card.dataset and card.dataset != suite.dataset:
             raise CardError(
                 f"{where}: model {model!r} is trained on {card.dataset!r} but the suite evaluates "
                 f"{suite.dataset!r}; use a model card for {suite.dataset!r}"

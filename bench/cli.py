@@ -518,9 +518,12 @@ def zoo_list() -> None:
 
     for name in card_names("models"):
         card = load_model_card(name)
-        out.print(
-            f"{name:28s} {card.arch}/w{card.width:<3d} {card.dataset:14s} {card.regularizer_label:16s} {card.card_hash}"
-        )
+        arch = card.arch if card.external else f"{card.arch}/w{card.width:<3d}"
+        try:
+            identity = card.card_hash
+        except BenchError as exc:  # an external card whose file is missing: listed, with why
+            identity = f"({exc})"
+        out.print(f"{name:28s} {arch:22s} {card.dataset or '(any)':14s} {card.regularizer_label:16s} {identity}")
 
 
 @zoo.command("show")
@@ -548,6 +551,8 @@ def zoo_train(
     from bench.train.trainer import train
 
     card = load_model_card(name)
+    if card.external:
+        raise BenchError(f"{card.path}: an external model (trained elsewhere); there is nothing to train")
     with _display() as display:
         path = train(card, seed, workdir, device, data_root, RichProgress(display), deterministic=deterministic)
     ckpt = load_checkpoint(path)
@@ -572,6 +577,8 @@ def zoo_export(
     from bench.train.trainer import trained_path
 
     card = load_model_card(name)
+    if card.external:
+        raise BenchError(f"{card.path}: an external model; its file is {card.file}, there is no export of it")
     path = trained_path(workdir, card, seed, training_numerics(resolve_device(device)))
     if path is None:
         raise BenchError(f"{name} seed {seed} is not trained in {workdir}; run 'bench zoo train {name} --seed {seed}'")

@@ -110,7 +110,7 @@ def test_missing_cifar_without_downloads_names_the_folder(tmp_path):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(UnknownName, match="cifar10-gray, cifar100-gray, fmnist, fmnist-mini"):
+    with pytest.raises(UnknownName, match="cifar10, cifar10-gray, cifar100, cifar100-gray, fmnist, fmnist-mini"):
         load_dataset("mnist")
 
 

@@ -1,4 +1,4 @@
-"""Datasets: a registry of grayscale image classification sets, as uint8 N x 1 x H x W tensors."""
+"""Datasets: a registry of image classification sets (grayscale or RGB), as uint8 N x C x H x W tensors."""
 
 # importing the modules registers their datasets
 from bench.data import cifar, fmnist  # noqa: E402,F401

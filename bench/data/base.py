@@ -14,10 +14,11 @@ from bench.registry import Registry
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Grayscale images kept as uint8 (4x smaller than float); ``to_float`` maps them to [0,1]."""
+    """Images kept as uint8 (4x smaller than float), N x C x H x W with C = 1 (grayscale) or 3
+    (RGB); ``to_float`` maps them to [0,1]."""
 
     name: str
-    train_x: torch.Tensor  # uint8, N x 1 x H x W
+    train_x: torch.Tensor  # uint8, N x C x H x W
     train_y: torch.Tensor  # int64, N
     test_x: torch.Tensor
     test_y: torch.Tensor

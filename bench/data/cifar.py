@@ -1,4 +1,5 @@
-"""Grayscale CIFAR-10/100 through torchvision's own loaders and on-disk format."""
+"""CIFAR-10/100 in colour and in grayscale (ITU-R 601 luma), through torchvision's own loaders
+and on-disk format."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from bench.data.base import DATASETS, ImageDataset, download_root, downloads_all
 from bench.errors import DataNotFound
 
 
-def _load(cls: type, name: str, folder: str, data_root: Path | None) -> ImageDataset:
+def _load(cls: type, name: str, folder: str, data_root: Path | None, gray: bool) -> ImageDataset:
     roots = search_roots(data_root)
     for root in roots:
         if (root / folder).is_dir():
@@ -38,14 +39,15 @@ def _load(cls: type, name: str, folder: str, data_root: Path | None) -> ImageDat
                 f"put torchvision's '{folder}' folder under --data-root DIR or BENCH_DATA"
             ) from None
 
-    def gray(data) -> torch.Tensor:  # N x H x W x 3 uint8 -> N x 1 x H x W uint8 (ITU-R 601 luma)
-        return TF.rgb_to_grayscale(torch.from_numpy(data).permute(0, 3, 1, 2))
+    def images(data) -> torch.Tensor:  # N x H x W x 3 uint8 -> N x C x H x W uint8
+        rgb = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+        return TF.rgb_to_grayscale(rgb) if gray else rgb
 
     return ImageDataset(
         name=name,
-        train_x=gray(train.data),
+        train_x=images(train.data),
         train_y=torch.tensor(train.targets, dtype=torch.int64),
-        test_x=gray(test.data),
+        test_x=images(test.data),
         test_y=torch.tensor(test.targets, dtype=torch.int64),
         classes=tuple(train.classes),
         source=str(Path(root) / folder),
@@ -54,9 +56,19 @@ def _load(cls: type, name: str, folder: str, data_root: Path | None) -> ImageDat
 
 @DATASETS.register("cifar10-gray")
 def load_cifar10_gray(data_root: Path | None) -> ImageDataset:
-    return _load(torchvision.datasets.CIFAR10, "cifar10-gray", "cifar-10-batches-py", data_root)
+    return _load(torchvision.datasets.CIFAR10, "cifar10-gray", "cifar-10-batches-py", data_root, gray=True)
 
 
 @DATASETS.register("cifar100-gray")
 def load_cifar100_gray(data_root: Path | None) -> ImageDataset:
-    return _load(torchvision.datasets.CIFAR100, "cifar100-gray", "cifar-100-python", data_root)
+    return _load(torchvision.datasets.CIFAR100, "cifar100-gray", "cifar-100-python", data_root, gray=True)
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(data_root: Path | None) -> ImageDataset:
+    return _load(torchvision.datasets.CIFAR10, "cifar10", "cifar-10-batches-py", data_root, gray=False)
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(data_root: Path | None) -> ImageDataset:
+    return _load(torchvision.datasets.CIFAR100, "cifar100", "cifar-100-python", data_root, gray=False)

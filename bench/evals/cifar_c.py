@@ -1,6 +1,8 @@
 """The CIFAR-10-C corruption family (Hendrycks & Dietterich, ICLR 2019): 15 corruptions x 5
 severities with the CIFAR-C parameters of make_cifar_c.py (not ImageNet-C's), written in torch
-for grayscale N x 1 x H x W images in [0,1], 28x28 or 32x32, seeded by a torch.Generator.
+for N x C x H x W images in [0,1], grayscale (C = 1) or RGB (C = 3), 28x28 or 32x32. On RGB
+images every step is the original's colour step (per-channel noise and contrast, HSV brightness,
+colour frost, snow blended against the luma); on grayscale images the luma is the image.
 
 Why by hand: the maintained package (imagecorruptions-imaug) uses ImageNet-scale parameters,
 refuses images under 32 px and returns RGB. These are equivalents of the CIFAR-C recipe, not
@@ -141,11 +143,19 @@ def plasma_fractal(mapsize: int, wibbledecay: float, rng: ImageRNG) -> torch.Ten
 
 
 def _per_image_pil(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
-    out = [
-        torch.from_numpy(np.asarray(fn(Image.fromarray(img)), dtype=np.uint8).copy())
-        for img in (x[:, 0] * 255).round().to(torch.uint8).numpy()
-    ]
-    return torch.stack(out).unsqueeze(1).float() / 255
+    """PIL per image: mode 'L' for one channel, 'RGB' for three."""
+    images = (x * 255).round().to(torch.uint8)
+    images = images[:, 0] if x.shape[1] == 1 else images.permute(0, 2, 3, 1)
+    out = [torch.from_numpy(np.asarray(fn(Image.fromarray(img.numpy())), dtype=np.uint8).copy()) for img in images]
+    out = torch.stack(out)
+    return (out.unsqueeze(1) if x.shape[1] == 1 else out.permute(0, 3, 1, 2)).float() / 255
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, N x 1 x H x W (OpenCV's RGB2GRAY weights); a grayscale image is its own."""
+    if x.shape[1] == 1:
+        return x
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 @CORRUPTIONS.register("gaussian_noise")
@@ -179,14 +189,15 @@ def defocus_blur(x, severity, rng):
     g = torch.exp(-(t**2) / (2 * alias**2))
     g = g / g.sum()
     disk = F.conv2d(F.conv2d(_pad(disk[None, None], 1, "mirror"), g.view(1, 1, 1, 3)), g.view(1, 1, 3, 1))[0, 0]
-    return _quantize(F.conv2d(_pad(x, 8, "mirror"), disk[None, None]))
+    c = x.shape[1]  # the same disk on every channel
+    return _quantize(F.conv2d(_pad(x, 8, "mirror"), disk[None, None].expand(c, 1, -1, -1).contiguous(), groups=c))
 
 
 @CORRUPTIONS.register("glass_blur")
 def glass_blur(x, severity, rng):
     sigma, delta, iterations = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)][severity - 1]
-    img = (gaussian_filter(x, sigma) * 255).floor()[:, 0]  # np.uint8 truncates
-    n, h, w = img.shape
+    img = (gaussian_filter(x, sigma) * 255).floor()  # np.uint8 truncates
+    n, _, h, w = img.shape
     batch = torch.arange(n)
     positions = [(r, c) for r in range(h - delta, delta, -1) for c in range(w - delta, delta, -1)]
     offsets = rng.randint(-delta, delta, iterations, len(positions), 2)  # drawn up front, per image
@@ -194,9 +205,9 @@ def glass_blur(x, severity, rng):
         for k, (r, c) in enumerate(positions):
             d = offsets[:, it, k]
             r2, c2 = r + d[:, 1], c + d[:, 0]
-            a, b = img[batch, r, c].clone(), img[batch, r2, c2].clone()
-            img[batch, r, c], img[batch, r2, c2] = b, a
-    return _quantize(gaussian_filter(img[:, None] / 255, sigma))
+            a, b = img[batch, :, r, c].clone(), img[batch, :, r2, c2].clone()  # a pixel: all its channels
+            img[batch, :, r, c], img[batch, :, r2, c2] = b, a
+    return _quantize(gaussian_filter(img / 255, sigma))
 
 
 @CORRUPTIONS.register("motion_blur")
@@ -222,17 +233,18 @@ def snow(x, severity, rng):
         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
         (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
     ][severity - 1]
-    layer = loc + scale * rng.randn(*x.shape[1:])
+    layer = loc + scale * rng.randn(1, *x.shape[2:])  # one snow layer, on every channel
     layer = clipped_zoom(layer, zoom)
     layer = _quantize(torch.where(layer < threshold, 0.0, layer))
     layer = motion_blur(layer, radius, sigma, rng.uniform(-135, -45))
     layer = (layer * 255).round() / 255  # the original decodes the blurred layer from a PNG
-    x = blend * x + (1 - blend) * torch.maximum(x, x * 1.5 + 0.5)  # gray: the luma is the image
+    x = blend * x + (1 - blend) * torch.maximum(x, _luma(x) * 1.5 + 0.5)
     return _quantize(x + layer + layer.flip(-1, -2))
 
 
-@lru_cache(maxsize=1)
-def frost_images() -> tuple[torch.Tensor, ...]:
+@lru_cache(maxsize=2)
+def frost_images(mode: str = "L") -> tuple[torch.Tensor, ...]:
+    """The frost photographs as H x W x C float tensors in 0..255: 'L' (luma) or 'RGB'."""
     spec = importlib.util.find_spec("imagecorruptions")
     folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "frost" if spec else None
     names = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"]
@@ -243,24 +255,24 @@ def frost_images() -> tuple[torch.Tensor, ...]:
         )
     out = []
     for n in names:
-        img = Image.open(folder / n).convert("L")  # ITU-R 601 luma, as our grayscale datasets
+        img = Image.open(folder / n).convert(mode)  # 'L': ITU-R 601 luma, as our grayscale datasets
         img = img.resize((int(img.width * 0.2), int(img.height * 0.2)), Image.BILINEAR)
-        out.append(torch.from_numpy(np.asarray(img, dtype=np.float32).copy()))
+        out.append(torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).reshape(img.height, img.width, -1))
     return tuple(out)
 
 
 @CORRUPTIONS.register("frost")
 def frost(x, severity, rng):
     a, b = [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)][severity - 1]
-    textures = frost_images()
-    n, _, h, w = x.shape
-    layer = torch.empty(n, 1, h, w)
+    n, c, h, w = x.shape
+    textures = frost_images("L" if c == 1 else "RGB")
+    layer = torch.empty(n, c, h, w)
     pick, (rows, cols) = rng.randint(0, 5), rng.rand(2).unbind(1)  # the original draws from the first five
     for k in range(n):
         t = textures[int(pick[k])]
         r = int(rows[k] * (t.shape[0] - h))
-        c = int(cols[k] * (t.shape[1] - w))
-        layer[k, 0] = t[r : r + h, c : c + w]
+        col = int(cols[k] * (t.shape[1] - w))
+        layer[k] = t[r : r + h, col : col + w].permute(2, 0, 1)
     return _quantize((a * x * 255 + b * layer) / 255)
 
 
@@ -277,13 +289,19 @@ def fog(x, severity, rng):
 @CORRUPTIONS.register("brightness")
 def brightness(x, severity, rng):
     c = [0.05, 0.1, 0.15, 0.2, 0.3][severity - 1]  # HSV value + c; a gray image's value is the image
-    return _quantize(x + c)
+    if x.shape[1] == 1:
+        return _quantize(x + c)
+    # hue and saturation fixed, a pixel's RGB is its value times a fixed colour: scale by V'/V
+    # (a black pixel, V = 0, becomes the gray V')
+    v = x.amax(dim=1, keepdim=True)
+    v_new = (v + c).clamp(0, 1)
+    return _quantize(torch.where(v > 0, x * v_new / v.clamp_min(1e-12), v_new))
 
 
 @CORRUPTIONS.register("contrast")
 def contrast(x, severity, rng):
     c = [0.75, 0.5, 0.4, 0.3, 0.15][severity - 1]
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    mean = x.mean(dim=(1, 2, 3) if x.shape[1] == 1 else (2, 3), keepdim=True)  # per channel, as the original
     return _quantize((x - mean) * c + mean)
 
 

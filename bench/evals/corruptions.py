@@ -1,6 +1,7 @@
 """Accuracy under the CIFAR-10-C corruptions, per corruption and severity, and their mean.
 Generated on the fly (bench.evals.cifar_c, seeded per point and image), or read from the real
-CIFAR-10-C / CIFAR-100-C files (converted to grayscale as the clean set) where a user has them."""
+CIFAR-10-C / CIFAR-100-C files (converted to grayscale for the grayscale datasets, as their
+clean sets) where a user has them."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ def _known(name: str) -> str:
     return name
 
 
-C_FOLDERS = {"cifar10-gray": "CIFAR-10-C", "cifar100-gray": "CIFAR-100-C"}
+C_FOLDERS = {
+    "cifar10-gray": "CIFAR-10-C",
+    "cifar100-gray": "CIFAR-100-C",
+    "cifar10": "CIFAR-10-C",
+    "cifar100": "CIFAR-100-C",
+}
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,11 @@ def find_files(dataset: str, data_root) -> Path | None:
     return next((r / folder for r in roots if (r / folder / "labels.npy").is_file()), None)
 
 
-def read_corrupted(folder: Path, name: str, severity: int, indices: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Rows (severity-1)*10000 + index of <folder>/<name>.npy (N x 32 x 32 x 3 uint8), as gray
-    floats; the labels file must agree with the evaluation labels (the files are aligned with
+def read_corrupted(
+    folder: Path, name: str, severity: int, indices: torch.Tensor, y: torch.Tensor, gray: bool = True
+) -> torch.Tensor:
+    """Rows (severity-1)*10000 + index of <folder>/<name>.npy (N x 32 x 32 x 3 uint8), as floats
+    (converted to gray for the grayscale datasets); the labels file must agree with the evaluation labels (the files are aligned with
     the test set)."""
     path = folder / f"{name}.npy"
     if not path.is_file():
@@ -64,7 +72,7 @@ def read_corrupted(folder: Path, name: str, severity: int, indices: torch.Tensor
     if not np.array_equal(np.asarray(labels[rows]).astype(np.int64), y.numpy()):
         raise DataNotFound(f"{folder / 'labels.npy'}: labels disagree with the test set; not the files of this dataset")
     rgb = torch.from_numpy(np.ascontiguousarray(data[rows])).permute(0, 3, 1, 2)
-    return TF.rgb_to_grayscale(rgb).float() / 255
+    return (TF.rgb_to_grayscale(rgb) if gray else rgb).float() / 255
 
 
 MEAN = MetricId("corruptions")
@@ -121,7 +129,7 @@ class Corruptions(Evaluation):
         for name in p.corruptions:
             for severity in p.severities:
                 if folder is not None:
-                    xc = read_corrupted(folder, name, severity, ctx.indices, y)
+                    xc = read_corrupted(folder, name, severity, ctx.indices, y, gray=x.shape[1] == 1)
                 else:
                     rng = ImageRNG.for_images(self.point_seed(ctx, [name, severity]), ctx.image_ids(x))
                     xc = corrupt(x, name, severity, rng)

@@ -11,6 +11,7 @@ from tabulate import tabulate
 from bench.cards import ModelCard
 from bench.config import canonical_json
 from bench.evals.reporting import ReportSpec
+from bench.external import ExternalCard
 from bench.report.summary import curve_points, curves, headline_per_seed, rows_of
 
 
@@ -75,7 +76,44 @@ def model_card(
     return "\n".join(lines)
 
 
-def robustbench_info(card: ModelCard, results: pd.DataFrame, specs: list[ReportSpec]) -> dict:
+def external_card(card: ExternalCard, results: pd.DataFrame, suite_name: str, specs: list[ReportSpec]) -> str:
+    """An outside model's page: where its weights came from and how its inputs are mapped; no
+    training, seeds or layer weights (it has none here)."""
+    rows = results[results["model"] == card.name]
+    numbers = headline_per_seed(rows, specs)
+    contract = card.input
+    lines = [
+        f"# Model card: {card.name} (external)",
+        "",
+        card.description or "",
+        "",
+        "| field | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in card.provenance().items()],
+        f"| weights hash | {rows['checkpoint_hash'].iloc[0] if len(rows) else '-'} |",
+        f"| input | {contract.channels} x {contract.size[0]} x {contract.size[1]}, range {list(contract.range)}"
+        + (f", mean {list(contract.mean)}, std {list(contract.std)}" if contract.mean else "")
+        + " |",
+        "| training | not trained by neuroreg-bench: no training history, seeds or layer weights |",
+        f"| card hash | {card.card_hash} |",
+        "",
+    ]
+    if not numbers.empty:
+        lines += [
+            f"## Headline numbers (suite `{suite_name}`, one set of weights)",
+            "",
+            tabulate(
+                numbers[["column", "value"]].values.tolist(),
+                headers=["metric", "value"],
+                tablefmt="github",
+                floatfmt=".4g",
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def robustbench_info(card: ModelCard | ExternalCard, results: pd.DataFrame, specs: list[ReportSpec]) -> dict:
     """RobustBench model-info fields, seeds averaged. Only fields we measured are filled:
     ``autoattack_acc`` needs an L-inf AutoAttack curve and stays absent without one (only its
     epsilon may come from PGD, never a PGD number in AutoAttack's field). Our own numbers go
@@ -87,9 +125,9 @@ def robustbench_info(card: ModelCard, results: pd.DataFrame, specs: list[ReportS
         "authors": "",
         "additional_data": False,
         "number_forward_passes": 1,
-        "dataset": card.dataset,
+        "dataset": card.dataset or (r["dataset"].iloc[0] if len(r) else ""),
         "venue": "",
-        "architecture": f"{card.arch} (width {card.width}, grayscale)",
+        "architecture": card.arch if card.external else f"{card.arch} (width {card.width}, grayscale)",
     }
     per_seed = headline_per_seed(r, specs)
     extra = {
@@ -97,6 +135,7 @@ def robustbench_info(card: ModelCard, results: pd.DataFrame, specs: list[ReportS
         "n_images": int(r["n_images"].max()),
         "suite": f"{r['suite'].iloc[0]} v{int(r['suite_version'].iloc[0])}",
         "regularizer": card.regularizer_label,
+        **({"provenance": card.provenance()} if card.external else {}),
     }
     for spec in specs:
         for s in spec.summaries:

@@ -92,6 +92,11 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
         (tmp / "models" / f"{t['model']}-seed{t['seed']}.md").write_text(
             exports.model_card(cards[t["model"]], t, board.results, board.suite.name, board.specs)
         )
+    for card in board.suite.cards:
+        if card.external and card.name in set(board.results["model"]):
+            (tmp / "models" / f"{card.name}.md").write_text(
+                exports.external_card(card, board.results, board.suite.name, board.specs)
+            )
     (tmp / "robustbench").mkdir()
     for name in dict.fromkeys(board.results["model"]):
         info = exports.robustbench_info(cards[name], board.results, board.specs)

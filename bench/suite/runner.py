@@ -92,11 +92,15 @@ def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> Subset:
 
 
 def plan_cells(suite: SuiteCard, n_subset: int, seeds: tuple[int, ...] | None = None) -> list[Cell]:
+    """Every (model, seed, evaluation) cell; an external model has one seed and no cells of
+    evaluations that read what only training produces (similarity to the target: layer weights, taps)."""
     cells = []
     for card in suite.cards:
-        for seed in seeds if seeds is not None else suite.seeds:
+        for seed in card.seeds_of(tuple(seeds if seeds is not None else suite.seeds)):
             for k, spec in enumerate(suite_evaluations(suite)):
                 ev = EVALUATIONS.get(spec.kind)(spec.params)
+                if card.external and "targets" in ev.needs:
+                    continue
                 n = min(ev.max_images() or n_subset, n_subset)
                 cells.append(Cell(card, seed, spec, ev, n, k))
     return cells
@@ -133,6 +137,31 @@ def cell_key(suite: SuiteCard, cell: Cell, checkpoints: dict, subset_hash: str, 
 Checkpoints = dict[tuple[str, int], tuple[Path, str]]  # (model, seed) -> (path, checkpoint hash)
 
 
+def evaluated_model(card, path: Path, dev: torch.device) -> torch.nn.Module:
+    """The network a cell evaluates: a zoo checkpoint, or an external card's model behind its
+    input contract."""
+    return card.load(dev) if card.external else load_model(path, str(dev))
+
+
+def external_checkpoints(suite: SuiteCard, ds: ImageDataset, seeds: tuple[int, ...], dev: torch.device) -> Checkpoints:
+    """Each external model loaded and checked against the suite's dataset (contract, output
+    shape and dtype, finite logits on the evaluation images) before any work: a model that does
+    not fit fails here, with nothing stored. Its 'checkpoint hash' is its weights' hash."""
+    from bench.external.probe import check_contract, check_outputs
+
+    out: Checkpoints = {}
+    for card in suite.cards:
+        if not card.external:
+            continue
+        check_contract(card, ds)
+        model = card.load(dev)
+        x = subset_for(ds, suite, min(suite.subset.size, len(ds.test_y))).x
+        check_outputs(card, model, x, ds.num_classes, suite.batch_size)
+        for seed in card.seeds_of(seeds):
+            out[(card.name, seed)] = (Path(card.path), card.weights_hash(model))
+    return out
+
+
 def pinned_checkpoints(suite: SuiteCard, files: dict[tuple[str, int], Path]) -> Checkpoints:
     """Checkpoints given by the caller (the committed ones of a regression reference) instead of
     trained ones; each must have been trained from the suite's current card."""
@@ -157,6 +186,8 @@ def find_checkpoints(
     """Without training: the workdir's checkpoints, else the newest recorded training in the store."""
     out: Checkpoints = {}
     for card in suite.cards:
+        if card.external:
+            continue  # resolved from its card: external_checkpoints
         for seed in seeds:
             path = trained_path(workdir, card, seed, numerics)
             if path is not None:
@@ -172,8 +203,9 @@ def _resources(
     """What the cell's evaluation declared it needs beyond the context."""
     out = {}
     if "source_models" in cell.evaluation.needs:
+        cards = {c.name: c for c in suite.cards}
         out["source_models"] = SourceModels(
-            lambda name, s=cell.seed: load_model(checkpoints[(name, s)][0], str(dev)), cell.seed, cache
+            lambda name, s=cell.seed: evaluated_model(cards[name], checkpoints[(name, s)][0], dev), cell.seed, cache
         )
     if "data_files" in cell.evaluation.needs:
         out["data_files"] = DataFiles(suite.dataset, data_root)
@@ -237,7 +269,7 @@ class CellComputer:
     def compute(self, cell: Cell) -> tuple[dict, EvalOutput]:
         """(the store's metadata of the cell, its output)."""
         path = self.checkpoints[(cell.card.name, cell.seed)][0]
-        model = load_model(path, str(self.dev))
+        model = evaluated_model(cell.card, path, self.dev)
         sub = self.subsets[cell.n_images]
         ctx = EvalContext(
             self.dev,
@@ -299,11 +331,12 @@ def run_suite(
     n_subset = min(suite.subset.size, len(ds.test_y))
     eval_numerics = evaluation_numerics(dev)
 
-    checkpoints = pinned_checkpoints(suite, pinned or {})
+    checkpoints = {**pinned_checkpoints(suite, pinned or {}), **external_checkpoints(suite, ds, seeds, dev)}
+    zoo = [c for c in suite.cards if not c.external]
     if train_missing:
         missing = [
             (c, s)
-            for c in suite.cards
+            for c in zoo
             for s in seeds
             if (c.name, s) not in checkpoints and trained_path(workdir, c, s, training_numerics(dev)) is None
         ]
@@ -311,7 +344,7 @@ def run_suite(
             store.check_writable()  # before hours of training, not after
         if executor is not None and missing:
             executor.train(missing)
-        for card in suite.cards:
+        for card in zoo:
             for seed in seeds:
                 if (card.name, seed) in checkpoints:
                     continue
@@ -325,6 +358,8 @@ def run_suite(
         checkpoints = {**find_checkpoints(suite, store, workdir, training_numerics(dev), seeds), **checkpoints}
     cards = {c.name: c for c in suite.cards}
     for (name, seed), (path, state_hash) in checkpoints.items():
+        if cards[name].external:
+            continue  # not trained here: no training record
         if train_missing and not store.has_training(name, cards[name].card_hash, seed, state_hash):
             store.write_training(name, cards[name].card_hash, seed, load_checkpoint(path))
 

@@ -39,6 +39,8 @@ def training_states(suite: SuiteCard, workdir: Path, device: str) -> Counter:
     numerics = training_numerics(resolve_device(device))
     states = Counter()
     for card in suite.cards:
+        if card.external:
+            continue  # trained elsewhere
         for seed in suite.seeds:
             folder = model_dir(workdir, card, seed, numerics)
             if (folder / "model.pt").is_file():

@@ -260,7 +260,9 @@ def _train_locked(
             "images, so no step would be taken; lower batch_size or raise train_images"
         )
     torch.manual_seed(seed)  # weight initialisation only; everything else has its own generator
-    model = build_model(card.arch, data.dataset.num_classes, card.width, input_scale=card.input_scale).to(dev)
+    model = build_model(
+        card.arch, data.dataset.num_classes, card.width, data.dataset.image_shape[0], card.input_scale
+    ).to(dev)
     reg = make_regularizer(card, model, seed, dev, data_root)
     opt = torch.optim.SGD(
         list(model.parameters()) + reg.parameters(), lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay
