@@ -40,6 +40,16 @@ def card_names(folder: str) -> list[str]:
     return sorted({p.stem for root in card_roots() for p in (root / folder).glob("*.toml")})
 
 
+def shown_path(path: str) -> str:
+    """A card's path as published: relative to the checkout or the working directory where it
+    lies inside one, so reports name no machine's folders."""
+    p = Path(path).resolve()
+    for root in (PROJECT_ROOT, Path.cwd()):
+        if p.is_relative_to(root.resolve()):
+            return str(p.relative_to(root.resolve()))
+    return p.name
+
+
 def find_card(folder: str, name: str, kind: str) -> Path:
     if name.endswith(".toml"):
         path = Path(name)

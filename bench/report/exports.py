@@ -3,12 +3,13 @@ RobustBench's model-info JSON schema (their field names; numbers as percent stri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
 from tabulate import tabulate
 
-from bench.cards import ModelCard
+from bench.cards import ModelCard, shown_path
 from bench.config import canonical_json
 from bench.evals.reporting import ReportSpec
 from bench.external import ExternalCard
@@ -72,7 +73,8 @@ def model_card(
             ),
             "",
         ]
-    lines += ["## Card as validated", "", "```json", canonical_json(card), "```", ""]
+    shown = dataclasses.replace(card, path=shown_path(card.path))
+    lines += ["## Card as validated", "", "```json", canonical_json(shown), "```", ""]
     return "\n".join(lines)
 
 
