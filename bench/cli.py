@@ -681,6 +681,49 @@ def neural_target(
     _print_validation(meta)
 
 
+@neural.command("efficiency")
+def neural_efficiency(
+    images: Annotated[
+        list[int] | None, typer.Option("--images", help="Recorded image counts (default 500,1000,2000,5000).")
+    ] = None,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="Predictive-model seeds (default 0,1,2).")] = None,
+    neurons: int = 200,
+    epochs: Annotated[int, typer.Option(help="Predictive model: maximum epochs (early stopping decides).")] = 12,
+    channels: int = 16,
+    layers: int = 2,
+    out: Annotated[Path, typer.Option(help="Folder for efficiency.csv and efficiency.md.")] = Path(
+        "reports/neural-efficiency"
+    ),
+) -> None:
+    """How many recorded images a neural target needs: model-denoised vs single-trial similarity
+    against the simulated population's noise-free truth, per image count and model seed."""
+    import dataclasses
+
+    import pandas as pd
+    from tabulate import tabulate
+
+    from bench.io import atomic_write_text
+    from bench.neural.efficiency import efficiency_rows
+    from bench.neural.predictive import ModelParams
+    from bench.neural.simulate import SimulationParams
+
+    sizes = images or [500, 1000, 2000, 5000]
+    if min(sizes) < 10:
+        raise BenchError(f"--images {min(sizes)}: a recording needs at least 10 images")
+    model = dataclasses.replace(
+        ModelParams(), channels=channels, layers=layers, hidden_kern=5, lr=0.01, max_epochs=epochs
+    )
+    sim = SimulationParams(n_neurons=neurons)
+    rows = pd.DataFrame(efficiency_rows(sim, sizes, model, seeds or [0, 1, 2], err.log))
+    recipe = f"simulation {as_dict(sim)}; model {as_dict(model)}; model seeds {seeds or [0, 1, 2]}"
+    table = tabulate(rows.to_dict("records"), headers="keys", tablefmt="github", floatfmt=".3f")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "efficiency.csv", rows.to_csv(index=False))
+    atomic_write_text(out / "efficiency.md", f"# Neural target: data efficiency\n\n{recipe}\n\n{table}\n")
+    say(table)
+    say(f"wrote {out / 'efficiency.csv'} and {out / 'efficiency.md'}")
+
+
 @neural.command("validate")
 def neural_validate(target: Annotated[Path, typer.Argument(help="A target artifact.")]) -> None:
     """Print a target's validation report (similarity correlations on the oracle images)."""

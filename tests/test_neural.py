@@ -150,3 +150,30 @@ def test_predictive_model_fits_through_neuralpredictors(small):
     pred = fm.predict(small.images[:5])
     assert pred.shape == (5, 6) and (pred > 0).all()
     assert correlation(np.arange(10.0)[:, None], 2 * np.arange(10.0)[:, None]) == pytest.approx([1.0])
+
+
+def test_a_cut_recording_keeps_its_oracle_images_and_the_trials_of_its_first_images(small):
+    from bench.neural.efficiency import first_images
+
+    cut = first_images(small, 20).validate()
+    stimuli = np.where(~small.oracle)[0][:20]
+    assert (~cut.oracle).sum() == 20 and cut.oracle.sum() == small.oracle.sum()
+    # every kept trial still shows the image it showed, with its own responses and tier
+    kept = np.isin(small.trial_image, np.concatenate([stimuli, np.where(small.oracle)[0]]))
+    assert np.array_equal(cut.images[cut.trial_image], small.images[small.trial_image[kept]])
+    assert np.array_equal(cut.responses, small.responses[kept]) and np.array_equal(cut.tiers, small.tiers[kept])
+    assert np.array_equal(cut.ground_truth[cut.trial_image], small.ground_truth[small.trial_image[kept]])
+
+
+def test_efficiency_rows_measure_targets_against_the_truth_per_size():
+    from bench.neural.efficiency import efficiency_rows
+
+    sim = SimulationParams(n_neurons=30, n_images=10, n_oracle=20, n_repeats=4, seed=1)
+    model = ModelParams(channels=4, layers=1, max_epochs=1)
+    rows = efficiency_rows(sim, [120, 60], model, [0, 1])
+    assert [r["images"] for r in rows] == [60, 120] and all(r["model_seeds"] == 2 for r in rows)
+    for r in rows:
+        for key in ("oracle_single_trial_r", "oracle_ensemble_r", "stimuli_raw_target_r", "stimuli_ensemble_target_r"):
+            assert -1 <= r[key] <= 1
+    # the same population at both sizes: the oracle images and their single trials do not change
+    assert rows[0]["oracle_single_trial_r"] == rows[1]["oracle_single_trial_r"]
