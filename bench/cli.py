@@ -258,6 +258,41 @@ def _print_board(board, dest: Path) -> None:
 
 
 @app.command()
+def selftest(
+    device: Device = "auto",
+    scale: Annotated[float, typer.Option(help="Sizes x this (0.1: the CPU dry run of a GPU self-test).")] = 1.0,
+    phase: Annotated[
+        list[str] | None, typer.Option("--phase", help="Run only these phases (default: all that apply).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Summary JSON.")] = Path("selftest.json"),
+) -> None:
+    """Check a device against the CPU: numerics of committed checkpoints, determinism, every
+    evaluation, throughput. Every phase runs whatever failed before it; exit 1 if any failed."""
+    from tabulate import tabulate
+
+    from bench.io import atomic_write_text
+    from bench.runtime import resolve_device
+    from bench.selftest import PHASES, run_selftest, summary_json
+
+    unknown = sorted(set(phase or []) - set(PHASES))
+    if unknown:
+        raise BenchError(f"--phase {', '.join(unknown)}: expected one of {', '.join(PHASES)}")
+    if not 0 < scale <= 1:
+        raise BenchError(f"--scale {scale:g}: expected a value in (0, 1]")
+    phases = run_selftest(resolve_device(device), scale, phase, err.log)
+    atomic_write_text(out, summary_json(phases) + "\n")
+    rows = [
+        [p.name, p.status, f"{p.seconds:.1f}", "; ".join(p.notes)[:120]]
+        + [", ".join(f"{k} {v:.4g}" for k, v in p.figures.items() if isinstance(v, float))[:160]]
+        for p in phases
+    ]
+    say(tabulate(rows, headers=["phase", "status", "s", "notes", "figures"]))
+    say(f"wrote {out}")
+    if any(p.status in ("fail", "error") for p in phases):
+        raise typer.Exit(1)
+
+
+@app.command()
 def check(
     suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
     against: Annotated[Path, typer.Option(help="Reference JSON, e.g. reports/SUITE/reference.json.")],

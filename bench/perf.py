@@ -59,7 +59,7 @@ def seconds_per_call(fn, dev: torch.device, warmup: int = 2, repeats: int = 5) -
     return (time.perf_counter() - t0) / repeats
 
 
-def _regularizer(kind: str, model, shapes: Shapes, dev: torch.device) -> NoRegularizer:
+def synthetic_regularizer(kind: str, model, shapes: Shapes, dev: torch.device) -> NoRegularizer:
     if kind == "baseline":
         return NoRegularizer()
     h, w = STIMULUS_SHAPE[kind] or (shapes.size, shapes.size)
@@ -72,7 +72,7 @@ def _regularizer(kind: str, model, shapes: Shapes, dev: torch.device) -> NoRegul
 def training_rate(kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5) -> Rate:
     torch.manual_seed(0)
     model = build_model(shapes.arch, 10, shapes.width).to(dev).train()
-    reg = _regularizer(kind, model, shapes, dev)
+    reg = synthetic_regularizer(kind, model, shapes, dev)
     opt = torch.optim.SGD(list(model.parameters()) + reg.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(shapes.batch, 1, shapes.size, shapes.size, device=dev)
     y = torch.randint(0, 10, (shapes.batch,), device=dev)

@@ -96,7 +96,7 @@ def update_reference(
     return ref
 
 
-def check_against(
+def fixture_changes(
     suite: SuiteCard,
     store: ResultStore,
     workdir: Path,
@@ -106,7 +106,9 @@ def check_against(
     progress: Callable[[], Progress] = Silent,
     run: bool = True,
     deterministic: bool = False,
-) -> CheckResult:
+) -> list:
+    """The evaluation part of a check: the reference's committed checkpoints evaluated here,
+    every number against the reference's (``bench check``, and ``bench selftest`` on a GPU)."""
     ref = read_reference(path, suite)  # a bad reference fails before any work
     pinned = {}
     for f in ref.fixtures:
@@ -122,7 +124,6 @@ def check_against(
                 "git or regenerate the reference with --update"
             )
         pinned[(f.model, f.seed)] = file
-    result = CheckResult()
     seeds = tuple(sorted({f.seed for f in ref.fixtures}))
     fixtures = run_suite(
         suite,
@@ -137,7 +138,23 @@ def check_against(
         train_missing=run,
     )
     data = _columns(suite, store, fixtures.cells, "committed checkpoints")
-    result.changes = compare(ref.numbers, csv_table(data.results), suite)
+    return compare(ref.numbers, csv_table(data.results), suite)
+
+
+def check_against(
+    suite: SuiteCard,
+    store: ResultStore,
+    workdir: Path,
+    path: Path,
+    device: str = "auto",
+    data_root: Path | None = None,
+    progress: Callable[[], Progress] = Silent,
+    run: bool = True,
+    deterministic: bool = False,
+) -> CheckResult:
+    ref = read_reference(path, suite)
+    result = CheckResult()
+    result.changes = fixture_changes(suite, store, workdir, path, device, data_root, progress, run, deterministic)
     trained = run_suite(
         suite, store, workdir, device, data_root, progress, deterministic=deterministic, train_missing=run
     )
