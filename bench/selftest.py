@@ -95,7 +95,7 @@ def numerics(ctx: Context, phase: Phase) -> None:
 
     def forward(device: torch.device, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
         model = load_model(FIXTURE, str(device))
-        xi = x.to(device).requires_grad_(True)
+        xi = x.to(device).clone().requires_grad_(True)  # a fresh leaf: .to() of a CPU tensor is the tensor itself
         tf32 = mode == "tf32"
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32

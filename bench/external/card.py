@@ -61,8 +61,8 @@ class ExternalCard:
         if self.module is not None:
             what = {"module": self.identity}
         else:
-            what = {"kind": self.source.kind, "sha256": self.file_hash, "factory": self.source.factory}
-            what["kwargs"] = self.source.kwargs
+            source = self.source
+            what = {"kind": source.kind, "sha256": self.file_hash, "factory": source.factory, "kwargs": source.kwargs}
         return identity_hash({**what, "input": self.input})
 
     @cached_property

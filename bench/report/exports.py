@@ -61,18 +61,7 @@ def model_card(
             tabulate([weights], headers=taps, tablefmt="github", floatfmt=".3f"),
             "",
         ]
-    if not numbers.empty:
-        lines += [
-            f"## Headline numbers (suite `{suite_name}`)",
-            "",
-            tabulate(
-                numbers[["column", "value"]].values.tolist(),
-                headers=["metric", "value"],
-                tablefmt="github",
-                floatfmt=".4g",
-            ),
-            "",
-        ]
+    lines += headline_section(numbers, f"suite `{suite_name}`")
     shown = dataclasses.replace(card, path=shown_path(card.path))
     lines += ["## Card as validated", "", "```json", canonical_json(shown), "```", ""]
     return "\n".join(lines)
@@ -100,19 +89,18 @@ def external_card(card: ExternalCard, results: pd.DataFrame, suite_name: str, sp
         f"| card hash | {card.card_hash} |",
         "",
     ]
-    if not numbers.empty:
-        lines += [
-            f"## Headline numbers (suite `{suite_name}`, one set of weights)",
-            "",
-            tabulate(
-                numbers[["column", "value"]].values.tolist(),
-                headers=["metric", "value"],
-                tablefmt="github",
-                floatfmt=".4g",
-            ),
-            "",
-        ]
+    lines += headline_section(numbers, f"suite `{suite_name}`, one set of weights")
     return "\n".join(lines)
+
+
+def headline_section(numbers: pd.DataFrame, scope: str) -> list[str]:
+    """A model page's headline numbers (none: no section)."""
+    if numbers.empty:
+        return []
+    table = tabulate(
+        numbers[["column", "value"]].values.tolist(), headers=["metric", "value"], tablefmt="github", floatfmt=".4g"
+    )
+    return [f"## Headline numbers ({scope})", "", table, ""]
 
 
 def robustbench_info(card: ModelCard | ExternalCard, results: pd.DataFrame, specs: list[ReportSpec]) -> dict:
