@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from bench.cards import SuiteCard, load_model_card, load_suite_card
+from bench.cards import SuiteCard, load_suite_card
 from bench.config import parse
 from bench.data import load_dataset
 from bench.errors import BenchError
@@ -57,10 +57,11 @@ def evaluate(
     card = module_card(model, name, contract)
     evaluations = [EVALUATIONS.get(spec.kind)(spec.params) for spec in suite_evaluations(card_suite)]
     sources = [s for ev in evaluations if "targets" not in ev.needs for s in ev.sources()]  # targets: zoo only
-    source_cards = [load_model_card(s) for s in dict.fromkeys(sources)]
+    zoo = {c.name: c for c in card_suite.cards}
+    source_cards = [zoo[s] for s in dict.fromkeys(sources)]
     sub = dataclasses.replace(card_suite, models=(name, *[s.name for s in source_cards]), cards=(card, *source_cards))
     workdir = Path(workdir)
     with ResultStore(Path(store) if store else workdir / "results.sqlite") as db:
-        summary = run_suite(sub, db, workdir, device, data_root, seeds=card_suite.seeds[:1])
+        summary = run_suite(sub, db, workdir, device, data_root, seeds=card_suite.seeds[:1], only=(name,))
         mine = [cell for cell in summary.cells if cell.card.name == name]
         return csv_table(collect(sub, db, mine).results).reset_index(drop=True)

@@ -384,3 +384,16 @@ def test_external_cards_are_validated_on_load(cards):
     card, zoo = load_model_card("x"), load_model_card("tiny-none")
     assert card.external and not zoo.external and card.regularizer_label == "external"
     assert card.file == models / "w.ts"  # relative to the card
+
+
+def test_bench_evaluate_trains_a_transfer_source_but_evaluates_only_the_given_model(cards):
+    suite = EXT_SUITE.format(dataset="fmnist-mini", models=["tiny-none"])
+    suite += (
+        '\n[[evaluations]]\nkind = "transfer"\nsource = "tiny-none"\nnorm = "linf"\nepsilons = [0.0, 0.03]\nsteps = 3\n'
+    )
+    (cards / "suites" / "src.toml").write_text(suite)
+    rows = bench.evaluate(fmnist_cnn(), "src", name="mine", device="cpu")
+    assert set(rows["model"]) == {"mine"} and "transfer-linf:tiny-none" in set(rows["evaluation"])
+    with sqlite3.connect(cards / ".bench" / "results.sqlite") as con:
+        assert {m for (m,) in con.execute("SELECT DISTINCT model FROM cells")} == {"mine"}
+        assert con.execute("SELECT COUNT(*) FROM trainings WHERE model = 'tiny-none'").fetchone()[0] == 1

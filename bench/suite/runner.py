@@ -150,12 +150,11 @@ def external_checkpoints(suite: SuiteCard, ds: ImageDataset, seeds: tuple[int, .
     from bench.external.probe import check_contract, check_outputs
 
     out: Checkpoints = {}
-    for card in suite.cards:
-        if not card.external:
-            continue
+    externals = [c for c in suite.cards if c.external]
+    x = subset_for(ds, suite, min(suite.subset.size, len(ds.test_y))).x if externals else None
+    for card in externals:
         check_contract(card, ds)
         model = card.load(dev)
-        x = subset_for(ds, suite, min(suite.subset.size, len(ds.test_y))).x
         check_outputs(card, model, x, ds.num_classes, suite.batch_size)
         for seed in card.seeds_of(seeds):
             out[(card.name, seed)] = (Path(card.path), card.weights_hash(model))
@@ -316,12 +315,14 @@ def run_suite(
     evaluate: bool = True,
     train_missing: bool = True,
     executor=None,
+    only: tuple[str, ...] | None = None,
 ) -> RunSummary:
     """Train the missing models and evaluate the missing cells of ``seeds`` (default: the suite's).
     ``pinned``: (model, seed) -> checkpoint file used as is. ``train_missing=False`` only plans
     (a report of what is stored: no training, no evaluation); ``evaluate=False`` stops after
     training. ``executor`` (bench.executors): trainings and cells run as units of work on it;
-    without, one after another in this process."""
+    without, one after another in this process. ``only``: evaluate these models' cells alone
+    (the others are still resolved, as the sources a transfer evaluation reads)."""
     t0 = time.perf_counter()
     dev = resolve_device(device)
     configure_device(dev, deterministic)
@@ -372,7 +373,7 @@ def run_suite(
         summary.cells.append(cell)
         if cell.key is not None and store.has(cell.key):
             summary.skipped += 1
-        elif cell.key is not None:
+        elif cell.key is not None and (only is None or cell.card.name in only):
             pending.append(cell)
 
     if pending and evaluate and train_missing:
