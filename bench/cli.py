@@ -311,16 +311,17 @@ def check(
     deterministic: Deterministic = False,
 ) -> None:
     """Check a suite against a reference: the committed checkpoints' evaluation numbers within the
-    card's [check] tolerances, and freshly trained seeds within the reference's seed spread. Exit 1
+    tolerances of the card's check table, and freshly trained seeds within the reference's seed spread. Exit 1
     on a regression."""
     from bench.cards import load_suite_card
     from bench.suite.regression import check_against, update_reference
 
     card = load_suite_card(suite)
+    ref = None
     if not update:
         from bench.check import read_reference
 
-        read_reference(against, card)  # a bad reference is reported before the store is opened
+        ref = read_reference(against, card)  # a bad reference is reported before the store is opened
     with _open_store(workdir, store, create=not no_run) as db, _display() as display:
         bar = lambda: RichProgress(display)  # noqa: E731
         if update:
@@ -330,7 +331,7 @@ def check(
                 f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}"
             )
             return
-        result = check_against(card, db, workdir, against, device, data_root, bar, not no_run, deterministic)
+        result = check_against(card, db, workdir, against, device, data_root, bar, not no_run, deterministic, ref)
     _print_check(card.name, against, result)
     if result.failed:
         raise typer.Exit(1)
@@ -507,16 +508,33 @@ def perf(
     width: Annotated[int, typer.Option(help="ResNet width (64: the paper's network).")] = 64,
     size: Annotated[int, typer.Option(help="Image side in pixels (32: grayscale CIFAR-10).")] = 32,
     batch: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    processes: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--processes",
+            help="Also time N baseline trainings at once, one process each (repeat the option): how "
+            "many models share this device well (bench run --executor local --workers N).",
+        ),
+    ] = None,
 ) -> None:
     """Throughput here: training images/s per regularizer kind (against the FLOP ratio),
     evaluation images/s per attack, and the training time of paper-table1 on this machine."""
     from tabulate import tabulate
 
-    from bench.perf import FLOP_RATIO, Shapes, evaluation_rates, paper_table1_estimate, training_rate
+    from bench.perf import (
+        FLOP_RATIO,
+        Shapes,
+        concurrent_training_rate,
+        evaluation_rates,
+        paper_table1_estimate,
+        training_rate,
+    )
     from bench.runtime import resolve_device
 
     if not (1 <= width <= 1024 and 8 <= size <= 512 and 1 <= batch <= 4096):
         raise BenchError("bench perf: --width 1..1024, --size 8..512 and --batch 1..4096")
+    if any(not 1 <= n <= 64 for n in processes or []):
+        raise BenchError("bench perf: --processes takes 1..64")
     dev = resolve_device(device)
     shapes = Shapes(width=width, size=size, batch=batch)
     say(f"bench perf on {dev}: resnet18 width {width}, {size}x{size} gray, batch {batch}, k = {shapes.pairs}")
@@ -527,6 +545,11 @@ def perf(
         for k, ratio in FLOP_RATIO.items()
     }
     rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
+    if processes:
+        one = concurrent_training_rate("baseline", shapes, dev, 1)
+        for n in processes:
+            rate = one if n == 1 else concurrent_training_rate("baseline", shapes, dev, n)
+            rows.append([rate.what, f"{rate.per_second:,.0f}", f"{rate.per_second / one.per_second:.2f}x one process"])
     rows += [[r.what, f"{r.per_second:,.1f}", "32 images"] for r in evaluation_rates(shapes, dev)]
     out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
     hours = paper_table1_estimate(train, shapes) / 3600

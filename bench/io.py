@@ -57,6 +57,64 @@ def atomic_save(obj, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
+def cpu_snapshot(obj):
+    """A copy of nested dicts/lists/tuples whose tensors are cloned to the CPU: what a training
+    state is at this moment, safe to write while the training goes on changing its tensors."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cpu_snapshot(v) for v in obj)
+    return obj
+
+
+class BackgroundSaver:
+    """``atomic_save`` on a thread, one write at a time: the caller snapshots and goes on while
+    the previous state is written and fsync'ed (0.8 s for a ResNet18's 134 MB, as long as a GPU
+    epoch). A kill loses at most the write in flight (the previous file stays whole); leaving the
+    ``with`` block waits for it and re-raises its error."""
+
+    def __init__(self):
+        self._thread = None
+        self._error: BaseException | None = None
+
+    def save(self, obj, path: Path) -> None:
+        import threading
+
+        self.wait()
+        snapshot = cpu_snapshot(obj)
+
+        def write():
+            try:
+                atomic_save(snapshot, path)
+            except BaseException as exc:  # re-raised by wait(), in the training's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=write, name=f"save {Path(path).name}", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> BackgroundSaver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.wait()
+        else:  # the block's own error wins; the write still finishes
+            with contextlib.suppress(BaseException):
+                self.wait()
+
+
 def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
     """Temporary files left beside ``name`` by a killed atomic write."""
     removed = []

@@ -7,16 +7,21 @@ values, and nothing has to be downloaded. The training step is the trainer's own
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from bench.cards import RegularizerSpec
+from bench.errors import BenchError
 from bench.evals.base import EvalContext
 from bench.models import build_model
 from bench.targets.base import CosineTarget, unit_rows
 from bench.train.regularizer import NoRegularizer, PairRegularizer
+from bench.train.speed import TrainingSpeed
 from bench.train.trainer import train_step
 
 # FLOPs of a regularized step relative to a baseline step at k = 16 pairs and batch 64 (counted for
@@ -69,16 +74,86 @@ def synthetic_regularizer(kind: str, model, shapes: Shapes, dev: torch.device) -
     return PairRegularizer(RegularizerSpec(alpha=1.0, target=None, pairs_per_step=shapes.pairs), target, model, 0, dev)
 
 
-def training_rate(kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5) -> Rate:
+def training_step(kind: str, shapes: Shapes, dev: torch.device) -> Callable[[], torch.Tensor]:
+    """One trainer step of this kind at these shapes, with the trainer's device settings."""
+    speed = TrainingSpeed.for_device(dev)
     torch.manual_seed(0)
-    model = build_model(shapes.arch, 10, shapes.width).to(dev).train()
+    model = build_model(shapes.arch, 10, shapes.width).to(dev)
+    if speed.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
     reg = synthetic_regularizer(kind, model, shapes, dev)
-    opt = torch.optim.SGD(list(model.parameters()) + reg.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(shapes.batch, 1, shapes.size, shapes.size, device=dev)
+    opt = torch.optim.SGD(
+        list(model.parameters()) + reg.parameters(), lr=0.01, momentum=0.9, **speed.optimizer_options()
+    )
+    x = torch.rand(shapes.batch, 1, shapes.size, shapes.size, device=dev).contiguous(memory_format=speed.memory_format)
     y = torch.randint(0, 10, (shapes.batch,), device=dev)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    seconds = seconds_per_call(lambda: train_step(model, reg, opt, x, y, autocast), dev, repeats=repeats)
+    pairs = None if (draws := reg.draw(1)) is None else draws[0]  # the trainer draws them once per epoch
+    return lambda: train_step(model, reg, opt, x, y, autocast, pairs)
+
+
+def training_rate(kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5) -> Rate:
+    step = training_step(kind, shapes, dev)
+    with TrainingSpeed.for_device(dev).backends():
+        seconds = seconds_per_call(step, dev, repeats=repeats)
     return Rate(f"train {kind}", shapes.batch / seconds)
+
+
+def _concurrent_worker(kind: str, shapes: Shapes, device: str, repeats: int, threads: int, barrier, results) -> None:
+    try:
+        torch.set_num_threads(threads)
+        dev = torch.device(device)
+        step = training_step(kind, shapes, dev)
+        with TrainingSpeed.for_device(dev).backends():
+            for _ in range(2):
+                step()
+            _sync(dev)
+            barrier.wait()  # every process is warm: the timed steps overlap
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            _sync(dev)
+        results.put(shapes.batch * repeats / (time.perf_counter() - t0))
+    except BaseException as exc:
+        barrier.abort()
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def concurrent_training_rate(
+    kind: str, shapes: Shapes, dev: torch.device, processes: int, repeats: int = 10, timeout: float = 600
+) -> Rate:
+    """Images/s of ``processes`` trainings at once on this device, one process each: how a
+    suite's training phase shares a GPU (``bench run --executor local --workers N``). On CPU the
+    threads are split between the processes."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    threads = max(1, torch.get_num_threads() // processes) if dev.type == "cpu" else 1
+    args = (kind, shapes, str(dev), repeats, threads, barrier, results)
+    workers = [ctx.Process(target=_concurrent_worker, args=args, daemon=True) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    rates, deadline = [], time.monotonic() + timeout
+    try:
+        while len(rates) < processes:
+            try:
+                rates.append(results.get(timeout=1.0))
+            except queue.Empty:
+                dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+                if dead or time.monotonic() > deadline:
+                    raise BenchError(
+                        f"bench perf: a training process {'died' if dead else 'timed out'} "
+                        f"(exit codes {dead}); run it with one process to see its error"
+                    ) from None
+    finally:
+        for w in workers:
+            w.join(timeout=5)
+            if w.is_alive():
+                w.kill()
+    failed = [r for r in rates if isinstance(r, str)]
+    if failed:
+        raise BenchError(f"bench perf: a training process failed: {failed[0]}")
+    return Rate(f"train {kind}, {processes} processes at once", sum(rates))
 
 
 def evaluation_rates(shapes: Shapes, dev: torch.device, n_images: int = 32) -> list[Rate]:

@@ -148,7 +148,7 @@ def regularized_step(dev: torch.device, bf16: bool) -> tuple[float, float]:
     x, y = _images(64)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         ce = F.cross_entropy(model(x.to(dev)).float(), y.to(dev))
-        _, sim = reg.loss(model)
+        _, sim = reg.loss(model, reg.draw(1)[0])
     return ce.item(), sim.detach().item()
 
 
@@ -173,7 +173,7 @@ def determinism(ctx: Context, phase: Phase) -> None:
         for _ in range(5):
             xb = torch.rand(shapes.batch, 1, shapes.size, shapes.size, generator=gen).to(ctx.dev)
             yb = torch.randint(0, 10, (shapes.batch,), generator=gen).to(ctx.dev)
-            train_step(model, reg, opt, xb, yb, autocast)
+            train_step(model, reg, opt, xb, yb, autocast, reg.draw(1)[0])
         hashes.append(state_hash(model.state_dict()))
     phase.figures["weights_hashes"] = hashes
     if hashes[0] != hashes[1]:
@@ -230,8 +230,16 @@ def smoke(ctx: Context, phase: Phase) -> None:
 
 
 def perf(ctx: Context, phase: Phase) -> None:
-    """``bench perf``'s table at the paper's shapes (scaled in a dry run)."""
-    from bench.perf import FLOP_RATIO, Shapes, evaluation_rates, paper_table1_estimate, training_rate
+    """``bench perf``'s table at the paper's shapes (scaled in a dry run), and how much more a
+    device trains with several models at once (one process each: 2 and 4 on CUDA, 2 on CPU)."""
+    from bench.perf import (
+        FLOP_RATIO,
+        Shapes,
+        concurrent_training_rate,
+        evaluation_rates,
+        paper_table1_estimate,
+        training_rate,
+    )
 
     shapes = Shapes(width=ctx.n(64, 8), batch=ctx.n(64, 8))
     train = {k: training_rate(k, shapes, ctx.dev, repeats=3) for k in ("baseline", "pixel", "neural")}
@@ -243,6 +251,10 @@ def perf(ctx: Context, phase: Phase) -> None:
     for rate in evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8)):
         phase.figures[rate.what.replace(" ", "_")] = rate.per_second
     phase.figures["paper_table1_training_h_estimate"] = paper_table1_estimate(train, shapes) / 3600
+    one = concurrent_training_rate("baseline", shapes, ctx.dev, 1)
+    for n in (2, 4) if ctx.dev.type == "cuda" else (2,):
+        rate = concurrent_training_rate("baseline", shapes, ctx.dev, n)
+        phase.figures[f"train_baseline_{n}_processes_speedup"] = rate.per_second / one.per_second
 
 
 def quick(ctx: Context, phase: Phase) -> None:

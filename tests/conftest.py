@@ -4,11 +4,24 @@ in-process CLI runner. Nothing here downloads: BENCH_NO_DOWNLOAD is set for ever
 from __future__ import annotations
 
 import io
+import os
+import pickle
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+# pytest-xdist workers (pyproject's addopts) share the cores: torch threads split between them,
+# rather than each worker's default of all cores oversubscribing the machine
+# (the environment variable carries the same limit to the bench processes a test starts)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # small enough to train in about a second, large enough to learn (about 50% validation
 # accuracy): a model at chance would make robustness tests pass vacuously
@@ -123,3 +136,25 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     finally:
         sys.argv = argv
     return code, out.getvalue(), err.getvalue()
+
+
+def fake_cifar10(root: Path, n_train: int = 15, n_test: int = 3, seed: int = 1) -> dict:
+    """CIFAR-10 in torchvision's on-disk format (pickled batches in cifar-10-batches-py, each
+    row the R, G and B planes) whose colour carries the class (channel ``label % 3`` raised with
+    the label), so a small CNN learns it. Returns each batch as written. torchvision checks the
+    files' md5 sums, which a fake cannot match: patch ``torchvision.datasets.cifar.check_integrity``."""
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    sizes = {f"data_batch_{k}": n_train // 5 for k in range(1, 6)} | {"test_batch": n_test}
+    batches = {}
+    for name, n in sizes.items():
+        labels = rng.integers(0, 10, n)
+        img = rng.integers(0, 120, (n, 3, 32, 32))
+        img[np.arange(n), labels % 3] += 12 * (labels[:, None, None] + 1)
+        batches[name] = {"data": img.clip(0, 255).astype(np.uint8).reshape(n, 3072), "labels": labels.tolist()}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batches[name], fh)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+    return batches

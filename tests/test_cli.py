@@ -1,3 +1,5 @@
+import pytest
+import torch
 from conftest import run_cli
 
 
@@ -64,14 +66,25 @@ def test_zoo_list_and_show(cards):
 
 
 def test_perf_measures_every_regularizer_kind_and_attack_and_estimates_paper_table1(cards):
-    code, out, err = run_cli("perf", "--device", "cpu", "--width", "4", "--size", "16", "--batch", "8")
+    small = ["--device", "cpu", "--width", "4", "--size", "16", "--batch", "8"]
+    code, out, err = run_cli("perf", *small, "--processes", "2")
     assert code == 0, err
     rates = {}
     for line in out.splitlines():
         parts = line.split("  ")
         if line.startswith(("train ", "evaluate ")):
             rates[parts[0].strip()] = float([p for p in parts[1:] if p.strip()][0].replace(",", ""))
-    assert {"train baseline", "train pixel", "train neural"} <= set(rates)
+    assert {"train baseline", "train pixel", "train neural", "train baseline, 2 processes at once"} <= set(rates)
+    assert "x one process" in out
     assert sum(k.startswith("evaluate ") for k in rates) == 4 and all(v > 0 for v in rates.values())
     assert "FLOP ratio 2.16" in out and "paper-table1 training here" in out and " h" in out
     assert run_cli("perf", "--width", "0")[0] == 2
+    assert run_cli("perf", "--processes", "0")[0] == 2
+
+
+def test_a_failing_concurrent_training_process_is_an_error_not_a_hang():
+    from bench.errors import BenchError
+    from bench.perf import Shapes, concurrent_training_rate
+
+    with pytest.raises(BenchError, match="a training process failed: KeyError"):
+        concurrent_training_rate("no-such-kind", Shapes(width=4, size=16, batch=8), torch.device("cpu"), 2)

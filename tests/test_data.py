@@ -1,10 +1,10 @@
 import gzip
-import pickle
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import fake_cifar10
 
 from bench.data import eval_subset, fmnist, load_dataset, train_val_split
 from bench.errors import DataNotFound, UnknownName
@@ -73,35 +73,17 @@ def test_truncated_idx_file_is_reported(tmp_path):
         fmnist.read_idx(p)
 
 
-def _fake_cifar10(root):
-    """CIFAR-10 in torchvision's on-disk format: pickled batches in cifar-10-batches-py."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
-    batches = {}
-    for name in names:
-        data = rng.integers(0, 256, (3, 3072), dtype=np.uint8)  # rows: R plane, G plane, B plane
-        batch = {"data": data, "labels": [1, 2, 3]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh)
-        batches[name] = data
-    with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
-    return batches
-
-
 def test_cifar10_gray_loads_torchvisions_format_and_converts_with_luma(tmp_path, monkeypatch):
     # torchvision checks each file against the real set's md5 sum, which a fake cannot match;
     # everything else (file names, pickle layout, plane order) is its real loading code
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
-    batches = _fake_cifar10(tmp_path)
+    batches = fake_cifar10(tmp_path)
     ds = load_dataset("cifar10-gray", tmp_path)
     assert ds.train_x.shape == (15, 1, 32, 32) and ds.test_x.shape == (3, 1, 32, 32)
-    rgb = batches["data_batch_1"][0].reshape(3, 32, 32).astype(np.float64)
+    rgb = batches["data_batch_1"]["data"][0].reshape(3, 32, 32).astype(np.float64)
     luma = 0.2989 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
     assert np.abs(ds.train_x[0, 0].numpy().astype(np.float64) - luma).max() <= 1.0
-    assert ds.classes[0] == "c0" and ds.train_y[:3].tolist() == [1, 2, 3]
+    assert ds.classes[0] == "c0" and ds.train_y[:3].tolist() == batches["data_batch_1"]["labels"]
 
 
 def test_missing_cifar_without_downloads_names_the_folder(tmp_path):

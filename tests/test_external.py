@@ -3,15 +3,13 @@ neuroreg-bench export), ``bench.evaluate``, RGB datasets, and the one-line error
 
 from __future__ import annotations
 
-import pickle
 import sqlite3
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torchvision
-from conftest import enter, run_cli, write_card_root
+from conftest import enter, fake_cifar10, run_cli, write_card_root
 from torch import nn
 
 import bench
@@ -157,8 +155,13 @@ def test_one_cnn_saved_three_ways_gives_the_same_numbers_as_bench_evaluate(three
     page = (root / "reports" / "ext" / "models" / "ext-exported.md").read_text()
     assert "sha256" in page and "cnn.pt2" in page and "not trained by neuroreg-bench" in page
 
+    import bench.suite.runner as runner
+
+    loads, load = [], runner.evaluated_model
+    monkeypatch.setattr(runner, "evaluated_model", lambda card, *a: loads.append(card.name) or load(card, *a))
     api = bench.evaluate(model, "ext", name="my-cnn", device="cpu")
     assert list(api.columns) == list(results.columns)
+    assert loads == ["my-cnn"] and api["evaluation"].nunique() > 3  # one load for all the model's cells
     pd.testing.assert_frame_equal(value_table(api, "my-cnn"), reference, check_exact=True)
 
     # the same weights again: read from the store, nothing computed
@@ -170,6 +173,12 @@ def test_one_cnn_saved_three_ways_gives_the_same_numbers_as_bench_evaluate(three
     # another input contract is another model: not read from the store
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
         bench.evaluate(model, "ext", name="my-cnn", device="cpu", mean=[0.5], std=[0.5])
+    # a report reads the store: the external models are loaded for their hash, not probed again
+    import bench.external.probe as probe
+
+    monkeypatch.setattr(probe, "check_outputs", lambda *a: pytest.fail("probed for a report"))
+    code, out, err = run_cli("report", "ext", "--device", "cpu")
+    assert code == 0 and "ext-exported" in out, err
 
 
 def test_a_zoo_model_exported_and_reimported_as_an_external_card_is_bit_identical(cards, tmp_path):
@@ -187,28 +196,6 @@ def test_a_zoo_model_exported_and_reimported_as_an_external_card_is_bit_identica
     pd.testing.assert_frame_equal(value_table(results, "ext-tiny"), value_table(results, "tiny-none"), check_exact=True)
     hashes = results.groupby("model")["checkpoint_hash"].first()
     assert hashes["ext-tiny"] == hashes["tiny-none"]  # the same weights, whatever the file
-
-
-def fake_cifar10(root, n_train: int = 256, n_test: int = 64) -> None:
-    """CIFAR-10 in torchvision's on-disk format, with colour that carries the class (the mean
-    of one channel), so a small CNN learns it."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(3)
-
-    def batch(n):
-        labels = rng.integers(0, 10, n)
-        img = rng.integers(0, 120, (n, 3, 32, 32))
-        img[np.arange(n), labels % 3] += 12 * (labels[:, None, None] + 1)
-        return {"data": img.clip(0, 255).astype(np.uint8).reshape(n, 3072), "labels": labels.tolist()}
-
-    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"]:
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch(n_train // 5), fh)
-    with open(folder / "test_batch", "wb") as fh:
-        pickle.dump(batch(n_test), fh)
-    with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
 
 
 RGB_SUITE = """
@@ -278,7 +265,7 @@ max_images = 6
 def test_an_rgb_model_on_colour_cifar_runs_every_evaluation_kind(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)  # fake files
     data = tmp_path / "data"
-    fake_cifar10(data)
+    fake_cifar10(data, n_train=256, n_test=64, seed=3)
     from bench.data import load_dataset, to_float
 
     ds = load_dataset("cifar10", data)

@@ -61,3 +61,75 @@ def test_trained_model_is_not_retrained(cards, tmp_path):
     path = train(card, 0, tmp_path, "cpu")
     mtime = path.stat().st_mtime_ns
     assert train(card, 0, tmp_path, "cpu") == path and path.stat().st_mtime_ns == mtime
+
+
+def _per_step_draws_training(card, seed: int, epochs: int) -> dict:
+    """The training loop as it was before an epoch's randomness was drawn up front: every step
+    drew its crops from the data generator and its pairs from the sampler, then looked up the
+    target. Same model, optimiser and step function; only the order of the draws is the oracle's."""
+    from bench.models import build_model
+    from bench.train.augment import crop_flip, draw_crop_flip
+    from bench.train.epoch import PairDraws
+    from bench.train.regularizer import make_regularizer
+    from bench.train.schedule import cyclic_step_lr
+    from bench.train.trainer import train_step, training_data
+
+    dev, tr = torch.device("cpu"), card.trainer
+    data = training_data(card, None, dev)
+    torch.manual_seed(seed)
+    model = build_model(card.arch, data.dataset.num_classes, card.width, 1, card.input_scale)
+    reg = make_regularizer(card, model, seed, dev)
+    opt = torch.optim.SGD(
+        list(model.parameters()) + reg.parameters(), lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay
+    )
+    data_gen = torch.Generator().manual_seed(seed)
+    off = torch.autocast("cuda", enabled=False)
+    for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = cyclic_step_lr(epoch, tr.lr, tr.lr_decay, tr.lr_step_epochs, tr.lr_cycle_epochs)
+        model.train()
+        reg.train()
+        order = torch.randperm(len(data.y), generator=data_gen)
+        for b in range(len(data.y) // tr.batch_size):
+            idx = order[b * tr.batch_size : (b + 1) * tr.batch_size]
+            x, y = data.x[idx], data.y[idx]
+            if tr.augment:
+                x = crop_flip(x, *draw_crop_flip(data_gen, len(x)))
+            i, j = reg.sampler.next()
+            train_step(model, reg, opt, x, y, off, PairDraws(i, j, reg.target.lookup(i, j)))
+    return model.state_dict()
+
+
+def test_epoch_draws_made_up_front_train_bit_identically_to_per_step_draws(cards, tmp_path):
+    """An epoch's order, crops, flips, pairs and target values are drawn before its first step
+    (one upload per epoch on a GPU); on CPU the weights are those of drawing step by step."""
+    card = load_model_card("tiny-shuffle")  # crops, flips and pairs
+    assert card.trainer.augment and card.regularizer_label == "shuffle"
+
+    def stop(epoch):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(card, 0, tmp_path, "cpu", on_epoch_end=stop)
+    ours = load_train_state(model_dir(tmp_path, card, 0, Numerics("cpu", "fp32")) / "state.pt")["model"]
+    oracle = _per_step_draws_training(card, 0, epochs=2)
+    assert ours.keys() == oracle.keys()
+    assert all(torch.equal(ours[k], oracle[k]) for k in ours)
+    changed = _per_step_draws_training(card, 1, epochs=2)  # the comparison can fail
+    assert not all(torch.equal(ours[k], changed[k]) for k in ours)
+
+
+def test_the_background_state_writer_saves_a_snapshot_and_reports_its_errors(tmp_path):
+    from bench.io import BackgroundSaver
+
+    w = torch.zeros(100_000)
+    with BackgroundSaver() as saver:
+        saver.save({"model": {"w": w}, "history": [{"epoch": 1}]}, tmp_path / "state.pt")
+        w += 1  # the training goes on changing its tensors while the write is in flight
+    saved = torch.load(tmp_path / "state.pt")
+    assert torch.equal(saved["model"]["w"], torch.zeros(100_000)) and saved["history"] == [{"epoch": 1}]
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError), BackgroundSaver() as saver:  # raised in the training's thread
+        saver.save({"w": w}, tmp_path / "a-file" / "state.pt")
+    assert not list(tmp_path.glob(".*.tmp"))

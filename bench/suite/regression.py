@@ -106,10 +106,12 @@ def fixture_changes(
     progress: Callable[[], Progress] = Silent,
     run: bool = True,
     deterministic: bool = False,
+    ref: Reference | None = None,
 ) -> list:
     """The evaluation part of a check: the reference's committed checkpoints evaluated here,
-    every number against the reference's (``bench check``, and ``bench selftest`` on a GPU)."""
-    ref = read_reference(path, suite)  # a bad reference fails before any work
+    every number against the reference's (``bench check``, and ``bench selftest`` on a GPU).
+    ``ref``: the file at ``path`` already read."""
+    ref = ref or read_reference(path, suite)  # a bad reference fails before any work
     pinned = {}
     for f in ref.fixtures:
         file = Path(path).parent / f.file
@@ -151,10 +153,11 @@ def check_against(
     progress: Callable[[], Progress] = Silent,
     run: bool = True,
     deterministic: bool = False,
+    ref: Reference | None = None,
 ) -> CheckResult:
-    ref = read_reference(path, suite)
+    ref = ref or read_reference(path, suite)
     result = CheckResult()
-    result.changes = fixture_changes(suite, store, workdir, path, device, data_root, progress, run, deterministic)
+    result.changes = fixture_changes(suite, store, workdir, path, device, data_root, progress, run, deterministic, ref)
     trained = run_suite(
         suite, store, workdir, device, data_root, progress, deterministic=deterministic, train_missing=run
     )

@@ -143,19 +143,23 @@ def evaluated_model(card, path: Path, dev: torch.device) -> torch.nn.Module:
     return card.load(dev) if card.external else load_model(path, str(dev))
 
 
-def external_checkpoints(suite: SuiteCard, ds: ImageDataset, seeds: tuple[int, ...], dev: torch.device) -> Checkpoints:
-    """Each external model loaded and checked against the suite's dataset (contract, output
-    shape and dtype, finite logits on the evaluation images) before any work: a model that does
-    not fit fails here, with nothing stored. Its 'checkpoint hash' is its weights' hash."""
+def external_checkpoints(
+    suite: SuiteCard, ds: ImageDataset, seeds: tuple[int, ...], dev: torch.device, probe: bool = True
+) -> Checkpoints:
+    """Each external model loaded (its 'checkpoint hash' is its weights' hash) and checked
+    against the suite's dataset: the contract always, and with ``probe`` (before an evaluation)
+    the output shape and dtype and finite logits on the evaluation images. A model that does not
+    fit fails here, with nothing stored."""
     from bench.external.probe import check_contract, check_outputs
 
     out: Checkpoints = {}
     externals = [c for c in suite.cards if c.external]
-    x = subset_for(ds, suite, min(suite.subset.size, len(ds.test_y))).x if externals else None
+    x = subset_for(ds, suite, min(suite.subset.size, len(ds.test_y))).x if externals and probe else None
     for card in externals:
         check_contract(card, ds)
         model = card.load(dev)
-        check_outputs(card, model, x, ds.num_classes, suite.batch_size)
+        if probe:
+            check_outputs(card, model, x, ds.num_classes, suite.batch_size)
         for seed in card.seeds_of(seeds):
             out[(card.name, seed)] = (Path(card.path), card.weights_hash(model))
     return out
@@ -260,6 +264,7 @@ class CellComputer:
         self.subsets, self.progress = subsets, progress or Silent()
         self.cache: dict = {}
         self.predictions: dict = {}
+        self._model: tuple = (None, None)  # ((model, checkpoint), network) of the last cell: cells come model by model
         self.seed = perturbation_seed(suite)
         self.numerics = evaluation_numerics(dev)
         self.packages, self.device_label = package_versions(), device_label(dev)
@@ -268,7 +273,7 @@ class CellComputer:
     def compute(self, cell: Cell) -> tuple[dict, EvalOutput]:
         """(the store's metadata of the cell, its output)."""
         path = self.checkpoints[(cell.card.name, cell.seed)][0]
-        model = evaluated_model(cell.card, path, self.dev)
+        model = self._load(cell.card, path)
         sub = self.subsets[cell.n_images]
         ctx = EvalContext(
             self.dev,
@@ -295,6 +300,14 @@ class CellComputer:
             "provenance": self.provenance,
         }
         return meta, output
+
+    def _load(self, card, path: Path) -> torch.nn.Module:
+        """The cell's network, loaded once for the run of cells of one model and seed (its
+        weights are frozen, so no evaluation can change them for the next cell)."""
+        if self._model[0] != (card.name, path):
+            self._model = ((card.name, path), None)  # the previous model is freed before the next loads
+            self._model = ((card.name, path), evaluated_model(card, path, self.dev))
+        return self._model[1]
 
 
 def subsets_of(suite: SuiteCard, ds: ImageDataset, cells: list[Cell]) -> dict[int, Subset]:
@@ -332,7 +345,8 @@ def run_suite(
     n_subset = min(suite.subset.size, len(ds.test_y))
     eval_numerics = evaluation_numerics(dev)
 
-    checkpoints = {**pinned_checkpoints(suite, pinned or {}), **external_checkpoints(suite, ds, seeds, dev)}
+    externals = external_checkpoints(suite, ds, seeds, dev, probe=train_missing and evaluate)
+    checkpoints = {**pinned_checkpoints(suite, pinned or {}), **externals}
     zoo = [c for c in suite.cards if not c.external]
     if train_missing:
         missing = [

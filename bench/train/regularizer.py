@@ -13,6 +13,7 @@ from torch import nn
 from bench.cards import ModelCard, RegularizerSpec
 from bench.data import load_dataset, train_val_split
 from bench.targets import SimilarityTarget, build_target
+from bench.train.epoch import PairDraws
 from bench.train.pairs import PairSampler
 from bench.train.similarity import SimilarityHead, similarity_loss
 
@@ -49,7 +50,11 @@ class NoRegularizer:
     def train(self) -> None:
         pass
 
-    def loss(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, steps: int) -> PairDraws | None:
+        """The pairs (and target values) of the next ``steps`` steps, on the device."""
+        return None
+
+    def loss(self, model: nn.Module, pairs: PairDraws | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(the weighted term added to the loss, the unweighted similarity loss for the logs)"""
         zero = torch.zeros((), device=next(model.parameters()).device)
         return zero, zero
@@ -81,10 +86,16 @@ class PairRegularizer(NoRegularizer):
     """alpha x (similarity loss of k stimulus pairs per step), pairs among the training stimuli."""
 
     def __init__(
-        self, spec: RegularizerSpec, target: SimilarityTarget, model: nn.Module, seed: int, device: torch.device
+        self,
+        spec: RegularizerSpec,
+        target: SimilarityTarget,
+        model: nn.Module,
+        seed: int,
+        device: torch.device,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ):
         self.spec, self.target = spec, target
-        self.stimuli = self.target.images.to(device)
+        self.stimuli = self.target.images.to(device, memory_format=memory_format)
         self.head = SimilarityHead(model.tap_channels(), spec.ema_beta).to(device)
         self.sampler = PairSampler(self.target.training_stimuli, spec.pairs_per_step, seed)
         self.device = device
@@ -95,15 +106,15 @@ class PairRegularizer(NoRegularizer):
     def train(self) -> None:
         self.head.train()
 
-    def loss(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        i, j = self.sampler.next()
+    def draw(self, steps: int) -> PairDraws:
+        i, j = zip(*(self.sampler.next() for _ in range(steps)))
+        s = [self.target.lookup(a, b) for a, b in zip(i, j)]  # per step, as the values were always computed
+        return PairDraws(*(torch.stack(t).to(self.device) for t in (i, j, s)))
+
+    def loss(self, model: nn.Module, pairs: PairDraws) -> tuple[torch.Tensor, torch.Tensor]:
         with frozen_running_stats(model, self.spec.pair_bn == "classification"):
-            s_cnn = self.head(
-                model.features(self.stimuli[i.to(self.device)]), model.features(self.stimuli[j.to(self.device)])
-            )
-        sim = similarity_loss(
-            s_cnn, self.target.lookup(i, j).to(self.device), self.spec.loss_convention, self.spec.loss_eps
-        )
+            s_cnn = self.head(model.features(self.stimuli[pairs.i]), model.features(self.stimuli[pairs.j]))
+        sim = similarity_loss(s_cnn, pairs.s, self.spec.loss_convention, self.spec.loss_eps)
         return self.spec.alpha * sim, sim
 
     @property
@@ -119,9 +130,14 @@ class PairRegularizer(NoRegularizer):
 
 
 def make_regularizer(
-    card: ModelCard, model: nn.Module, seed: int, device: torch.device, data_root: Path | None = None
+    card: ModelCard,
+    model: nn.Module,
+    seed: int,
+    device: torch.device,
+    data_root: Path | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> NoRegularizer:
     target = card_target(card, seed, data_root)
     if target is None:
         return NoRegularizer()
-    return PairRegularizer(card.regularizer, target, model, seed, device)
+    return PairRegularizer(card.regularizer, target, model, seed, device, memory_format)

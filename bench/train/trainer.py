@@ -21,7 +21,14 @@ from bench.cards import ModelCard
 from bench.config import canonical_json
 from bench.data import ImageDataset, load_dataset, to_float, train_val_split
 from bench.errors import BenchError, CheckpointError
-from bench.io import atomic_save, ensure_writable_folder, exclusive, quarantine, remove_stale_temporaries
+from bench.io import (
+    BackgroundSaver,
+    atomic_save,
+    ensure_writable_folder,
+    exclusive,
+    quarantine,
+    remove_stale_temporaries,
+)
 from bench.models import build_model
 from bench.models.resnet import TAPS
 from bench.numerics import Numerics, configure_device, device_label, package_versions, provenance, training_numerics
@@ -36,8 +43,10 @@ from bench.train.checkpoint import (
     load_train_state,
     state_hash,
 )
+from bench.train.epoch import PairDraws, draw_epoch
 from bench.train.regularizer import NoRegularizer, make_regularizer
 from bench.train.schedule import cyclic_step_lr
+from bench.train.speed import TrainingSpeed
 
 
 def model_dir(workdir: Path, card: ModelCard, seed: int, numerics: Numerics) -> Path:
@@ -105,8 +114,10 @@ def fresh_state() -> dict:
     return {"epoch": 0, "best_val_loss": math.inf, "best": None, "history": [], "seconds": 0.0}
 
 
-def save_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRegularizer, st: dict) -> None:
-    atomic_save(
+def save_state(
+    saver: BackgroundSaver, path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRegularizer, st: dict
+) -> None:
+    saver.save(
         {
             "format": STATE_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -167,7 +178,7 @@ def export(
             "regularizer": card.regularizer_label,
             "dataset": data.dataset.name,
             "classes": list(data.dataset.classes),
-            "state_dict": best["model"],
+            "state_dict": {k: v.contiguous() for k, v in best["model"].items()},  # channels_last on CUDA
             "state_hash": state_hash(best["model"]),
             "best_epoch": best["epoch"],
             "taps": list(TAPS),
@@ -215,13 +226,13 @@ def _valid(path: Path) -> bool:
         return False
 
 
-def train_step(model: nn.Module, reg: NoRegularizer, opt, x, y, autocast) -> torch.Tensor:
-    """One optimisation step (classification + the regularizer's term); returns (ce, sim,
-    accuracy) detached. The trainer and ``bench perf`` both time this."""
+def train_step(model: nn.Module, reg: NoRegularizer, opt, x, y, autocast, pairs: PairDraws | None) -> torch.Tensor:
+    """One optimisation step (classification + the regularizer's term on the step's pairs);
+    returns (ce, sim, accuracy) detached. The trainer and ``bench perf`` both time this."""
     with autocast:
         logits = model(x).float()
         ce = F.cross_entropy(logits, y)
-        term, sim = reg.loss(model)
+        term, sim = reg.loss(model, pairs)
         loss = ce + term
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -259,13 +270,20 @@ def _train_locked(
             f"{card.path}: key 'trainer.batch_size' ({tr.batch_size}) exceeds the {len(data.y)} training "
             "images, so no step would be taken; lower batch_size or raise train_images"
         )
+    speed = TrainingSpeed.for_device(dev, deterministic)
     torch.manual_seed(seed)  # weight initialisation only; everything else has its own generator
     model = build_model(
         card.arch, data.dataset.num_classes, card.width, data.dataset.image_shape[0], card.input_scale
     ).to(dev)
-    reg = make_regularizer(card, model, seed, dev, data_root)
+    if speed.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    reg = make_regularizer(card, model, seed, dev, data_root, speed.memory_format)
     opt = torch.optim.SGD(
-        list(model.parameters()) + reg.parameters(), lr=tr.lr, momentum=tr.momentum, weight_decay=tr.weight_decay
+        list(model.parameters()) + reg.parameters(),
+        lr=tr.lr,
+        momentum=tr.momentum,
+        weight_decay=tr.weight_decay,
+        **speed.optimizer_options(),
     )
     data_gen = torch.Generator().manual_seed(seed)
     state_file = out / "state.pt"
@@ -284,50 +302,52 @@ def _train_locked(
     steps = len(data.y) // tr.batch_size
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     progress.start(f"train {card.name} seed {seed}", (tr.epochs - st["epoch"]) * steps)
-    for epoch in range(st["epoch"], tr.epochs):
-        t0 = time.perf_counter()
-        lr = cyclic_step_lr(epoch, tr.lr, tr.lr_decay, tr.lr_step_epochs, tr.lr_cycle_epochs)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        model.train()
-        reg.train()
-        order = torch.randperm(len(data.y), generator=data_gen).to(dev)
-        sums = torch.zeros(3, device=dev)  # ce, sim, correct
-        for b in range(steps):
-            idx = order[b * tr.batch_size : (b + 1) * tr.batch_size]
-            x, y = data.x[idx], data.y[idx]
-            if tr.augment:
-                x = crop_flip(x, data_gen)
-            sums += train_step(model, reg, opt, x, y, autocast)
-            progress.advance()
-        val_loss, val_acc = _validate(model, data.x_val, data.y_val)
-        st["seconds"] += time.perf_counter() - t0
-        means = (sums / max(steps, 1)).tolist()
-        record = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_ce": means[0],
-            "train_sim": means[1],
-            "train_acc": means[2],
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "layer_weights": reg.layer_weights,
-        }
-        st["history"].append(record)
-        if math.isnan(val_loss) or val_loss < st["best_val_loss"]:
-            st["best_val_loss"] = val_loss if not math.isnan(val_loss) else math.inf
-            st["best"] = {
+    with BackgroundSaver() as saver, speed.backends():
+        for epoch in range(st["epoch"], tr.epochs):
+            t0 = time.perf_counter()
+            lr = cyclic_step_lr(epoch, tr.lr, tr.lr_decay, tr.lr_step_epochs, tr.lr_cycle_epochs)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            model.train()
+            reg.train()
+            draws = draw_epoch(len(data.y), steps, tr.batch_size, tr.augment, data_gen, reg, dev)
+            sums = torch.zeros(3, device=dev)  # ce, sim, correct
+            for b in range(steps):
+                idx, crop, pairs = draws.step(b, tr.batch_size)
+                x, y = data.x[idx], data.y[idx]
+                if crop is not None:
+                    x = crop_flip(x, *crop)
+                x = x.contiguous(memory_format=speed.memory_format)
+                sums += train_step(model, reg, opt, x, y, autocast, pairs)
+                progress.advance()
+            val_loss, val_acc = _validate(model, data.x_val, data.y_val)
+            st["seconds"] += time.perf_counter() - t0
+            means = (sums / max(steps, 1)).tolist()
+            record = {
                 "epoch": epoch + 1,
-                "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
-                "layer_weights": record["layer_weights"],
+                "lr": lr,
+                "train_ce": means[0],
+                "train_sim": means[1],
+                "train_acc": means[2],
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "layer_weights": reg.layer_weights,
             }
-        st["epoch"] = epoch + 1
-        save_state(state_file, numerics, model, opt, data_gen, reg, st)
-        progress.log(
-            f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
-            f"sim {means[1]:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}"
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
+            st["history"].append(record)
+            if math.isnan(val_loss) or val_loss < st["best_val_loss"]:
+                st["best_val_loss"] = val_loss if not math.isnan(val_loss) else math.inf
+                st["best"] = {
+                    "epoch": epoch + 1,
+                    "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
+                    "layer_weights": record["layer_weights"],
+                }
+            st["epoch"] = epoch + 1
+            save_state(saver, state_file, numerics, model, opt, data_gen, reg, st)
+            progress.log(
+                f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
+                f"sim {means[1]:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}"
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
     export(final, card, seed, model, data, reg, st, dev, numerics)
     return final

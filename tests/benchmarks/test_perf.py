@@ -147,6 +147,8 @@ def test_bench_minimal_attack_32_images(benchmark, trained, attack):
     32 x norms / mean time. Decision-based ones start from the nearest other-class image."""
     from bench.evals.minimal import Minimal, MinimalParams
 
+    if benchmark.disabled and attack == "brendel-bethge":
+        pytest.skip("timed with --benchmark-enable (tox -e perf); test_battery runs it through the CLI")
     model, x, y = trained
     n = 8 if benchmark.disabled else 32  # the default run: each attack once on 8 images, a smoke test
     ev = Minimal(MinimalParams(attacks=(attack,), options={attack: BATTERY[attack]}))
@@ -164,7 +166,7 @@ def test_bench_minimal_ensemble_scales_with_images(benchmark, trained, n):
     from bench.evals.minimal import Minimal, MinimalParams
 
     if benchmark.disabled and n == 32:  # the default run: n = 16 runs the ensemble once as a smoke test
-        pytest.skip("the 32/16 time ratio is measured with --benchmark-enable (tox -e bench)")
+        pytest.skip("the 32/16 time ratio is measured with --benchmark-enable (tox -e perf)")
     model, x, y = trained
     attacks = ("pgd", "bim", "deepfool", "fmn", "boundary", "hopskipjump")
     ev = Minimal(MinimalParams(attacks=attacks, options={a: BATTERY[a] for a in attacks}))
