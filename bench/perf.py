@@ -64,14 +64,17 @@ def seconds_per_call(fn, dev: torch.device, warmup: int = 2, repeats: int = 5) -
     return (time.perf_counter() - t0) / repeats
 
 
-def synthetic_regularizer(kind: str, model, shapes: Shapes, dev: torch.device) -> NoRegularizer:
+def synthetic_regularizer(
+    kind: str, model, shapes: Shapes, dev: torch.device, memory_format: torch.memory_format = torch.contiguous_format
+) -> NoRegularizer:
     if kind == "baseline":
         return NoRegularizer()
     h, w = STIMULUS_SHAPE[kind] or (shapes.size, shapes.size)
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(1000, 1, h, w, generator=gen)
     target = CosineTarget(images, unit_rows(torch.randn(1000, 64, generator=gen)), {"kind": "perf"})
-    return PairRegularizer(RegularizerSpec(alpha=1.0, target=None, pairs_per_step=shapes.pairs), target, model, 0, dev)
+    spec = RegularizerSpec(alpha=1.0, target=None, pairs_per_step=shapes.pairs)
+    return PairRegularizer(spec, target, model, 0, dev, memory_format)
 
 
 def training_step(kind: str, shapes: Shapes, dev: torch.device) -> Callable[[], torch.Tensor]:
@@ -82,7 +85,7 @@ def training_step(kind: str, shapes: Shapes, dev: torch.device) -> Callable[[], 
     if speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    reg = synthetic_regularizer(kind, model, shapes, dev)
+    reg = synthetic_regularizer(kind, model, shapes, dev, speed.memory_format)
     opt = torch.optim.SGD(
         list(model.parameters()) + reg.parameters(), lr=0.01, momentum=0.9, **speed.optimizer_options()
     )

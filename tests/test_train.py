@@ -133,3 +133,18 @@ def test_the_background_state_writer_saves_a_snapshot_and_reports_its_errors(tmp
     with pytest.raises(OSError), BackgroundSaver() as saver:  # raised in the training's thread
         saver.save({"w": w}, tmp_path / "a-file" / "state.pt")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_gpu_speed_settings_stay_off_on_cpu_and_autotuning_off_under_the_deterministic_switch():
+    from bench.train.speed import TrainingSpeed
+
+    cpu = TrainingSpeed.for_device(torch.device("cpu"))
+    assert cpu == TrainingSpeed() and cpu.optimizer_options() == {}
+    assert cpu.memory_format == torch.contiguous_format  # CPU weights stay those of the published numbers
+    cuda = TrainingSpeed.for_device(torch.device("cuda"))
+    assert cuda.channels_last and cuda.cudnn_benchmark and cuda.optimizer_options() == {"fused": True}
+    assert not TrainingSpeed.for_device(torch.device("cuda"), deterministic=True).cudnn_benchmark
+    before = torch.backends.cudnn.benchmark
+    with cuda.backends():
+        assert torch.backends.cudnn.benchmark
+    assert torch.backends.cudnn.benchmark == before  # evaluation's many shapes are not autotuned

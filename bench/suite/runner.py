@@ -264,7 +264,7 @@ class CellComputer:
         self.subsets, self.progress = subsets, progress or Silent()
         self.cache: dict = {}
         self.predictions: dict = {}
-        self._model: tuple = (None, None)  # ((model, checkpoint), network) of the last cell: cells come model by model
+        self._model: tuple = (None, None)  # ((name, checkpoint), network) of the last cell computed
         self.seed = perturbation_seed(suite)
         self.numerics = evaluation_numerics(dev)
         self.packages, self.device_label = package_versions(), device_label(dev)
