@@ -53,10 +53,14 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def seconds_per_call(fn, dev: torch.device, warmup: int = 2, repeats: int = 5) -> float:
+def seconds_per_call(
+    fn, dev: torch.device, warmup: int = 2, repeats: int = 5, ready: Callable[[], object] = lambda: None
+) -> float:
+    """``ready`` is called once warm, before the clock starts (concurrent processes meet there)."""
     for _ in range(warmup):
         fn()
     _sync(dev)
+    ready()
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
@@ -108,16 +112,9 @@ def _concurrent_worker(kind: str, shapes: Shapes, device: str, repeats: int, thr
         torch.set_num_threads(threads)
         dev = torch.device(device)
         step = training_step(kind, shapes, dev)
-        with TrainingSpeed.for_device(dev).backends():
-            for _ in range(2):
-                step()
-            _sync(dev)
-            barrier.wait()  # every process is warm: the timed steps overlap
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                step()
-            _sync(dev)
-        results.put(shapes.batch * repeats / (time.perf_counter() - t0))
+        with TrainingSpeed.for_device(dev).backends():  # every process warm at the barrier: timed steps overlap
+            seconds = seconds_per_call(step, dev, repeats=repeats, ready=barrier.wait)
+        results.put(shapes.batch / seconds)
     except BaseException as exc:
         barrier.abort()
         results.put(f"{type(exc).__name__}: {exc}")
