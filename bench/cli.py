@@ -19,14 +19,19 @@ from bench.errors import BenchError
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode="markdown",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="neuroreg-bench: train brain-regularized classifiers and benchmark their robustness.",
 )
-zoo = typer.Typer(no_args_is_help=True, help="The model zoo: cards in models/, training, export.")
+zoo = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="markdown", help="The model zoo: cards in models/, training, export."
+)
 app.add_typer(zoo, name="zoo")
 neural = typer.Typer(
-    no_args_is_help=True, help="Neural targets: simulate recordings, fit predictive models, build and validate targets."
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Neural targets: simulate recordings, fit predictive models, build and validate targets.",
 )
 app.add_typer(neural, name="neural")
 out = Console(soft_wrap=True)
