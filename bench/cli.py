@@ -529,7 +529,7 @@ def perf(
     from bench.perf import (
         FLOP_RATIO,
         Shapes,
-        concurrent_training_rate,
+        concurrency_speedups,
         evaluation_rates,
         paper_table1_estimate,
         training_rate,
@@ -550,11 +550,8 @@ def perf(
         for k, ratio in FLOP_RATIO.items()
     }
     rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
-    if processes:
-        one = concurrent_training_rate("baseline", shapes, dev, 1)
-        for n in processes:
-            rate = one if n == 1 else concurrent_training_rate("baseline", shapes, dev, n)
-            rows.append([rate.what, f"{rate.per_second:,.0f}", f"{rate.per_second / one.per_second:.2f}x one process"])
+    for rate, speedup in concurrency_speedups("baseline", shapes, dev, processes) if processes else []:
+        rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
     rows += [[r.what, f"{r.per_second:,.1f}", "32 images"] for r in evaluation_rates(shapes, dev)]
     out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
     hours = paper_table1_estimate(train, shapes) / 3600

@@ -100,21 +100,20 @@ def training_step(kind: str, shapes: Shapes, dev: torch.device) -> Callable[[], 
     return lambda: train_step(model, reg, opt, x, y, autocast, pairs)
 
 
-def training_rate(kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5) -> Rate:
+def training_rate(
+    kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5, ready: Callable[[], object] = lambda: None
+) -> Rate:
     step = training_step(kind, shapes, dev)
     with TrainingSpeed.for_device(dev).backends():
-        seconds = seconds_per_call(step, dev, repeats=repeats)
+        seconds = seconds_per_call(step, dev, repeats=repeats, ready=ready)
     return Rate(f"train {kind}", shapes.batch / seconds)
 
 
 def _concurrent_worker(kind: str, shapes: Shapes, device: str, repeats: int, threads: int, barrier, results) -> None:
     try:
         torch.set_num_threads(threads)
-        dev = torch.device(device)
-        step = training_step(kind, shapes, dev)
-        with TrainingSpeed.for_device(dev).backends():  # every process warm at the barrier: timed steps overlap
-            seconds = seconds_per_call(step, dev, repeats=repeats, ready=barrier.wait)
-        results.put(shapes.batch / seconds)
+        # every process is warm when it reaches the barrier: the timed steps overlap
+        results.put(training_rate(kind, shapes, torch.device(device), repeats, ready=barrier.wait).per_second)
     except BaseException as exc:
         barrier.abort()
         results.put(f"{type(exc).__name__}: {exc}")
@@ -154,6 +153,13 @@ def concurrent_training_rate(
     if failed:
         raise BenchError(f"bench perf: a training process failed: {failed[0]}")
     return Rate(f"train {kind}, {processes} processes at once", sum(rates))
+
+
+def concurrency_speedups(kind: str, shapes: Shapes, dev: torch.device, counts: list[int]) -> list[tuple[Rate, float]]:
+    """(rate, its speedup over one process) for each number of trainings at once; one process is measured once."""
+    one = concurrent_training_rate(kind, shapes, dev, 1)
+    rates = [one if n == 1 else concurrent_training_rate(kind, shapes, dev, n) for n in counts]
+    return [(rate, rate.per_second / one.per_second) for rate in rates]
 
 
 def evaluation_rates(shapes: Shapes, dev: torch.device, n_images: int = 32) -> list[Rate]:

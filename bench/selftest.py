@@ -235,7 +235,7 @@ def perf(ctx: Context, phase: Phase) -> None:
     from bench.perf import (
         FLOP_RATIO,
         Shapes,
-        concurrent_training_rate,
+        concurrency_speedups,
         evaluation_rates,
         paper_table1_estimate,
         training_rate,
@@ -251,10 +251,9 @@ def perf(ctx: Context, phase: Phase) -> None:
     for rate in evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8)):
         phase.figures[rate.what.replace(" ", "_")] = rate.per_second
     phase.figures["paper_table1_training_h_estimate"] = paper_table1_estimate(train, shapes) / 3600
-    one = concurrent_training_rate("baseline", shapes, ctx.dev, 1)
-    for n in (2, 4) if ctx.dev.type == "cuda" else (2,):
-        rate = concurrent_training_rate("baseline", shapes, ctx.dev, n)
-        phase.figures[f"train_baseline_{n}_processes_speedup"] = rate.per_second / one.per_second
+    counts = [2, 4] if ctx.dev.type == "cuda" else [2]
+    for n, (_, speedup) in zip(counts, concurrency_speedups("baseline", shapes, ctx.dev, counts)):
+        phase.figures[f"train_baseline_{n}_processes_speedup"] = speedup
 
 
 def quick(ctx: Context, phase: Phase) -> None:
