@@ -521,6 +521,14 @@ def perf(
             "many models share this device well (bench run --executor local --workers N).",
         ),
     ] = None,
+    compile: Annotated[
+        str | None,
+        typer.Option(
+            "--compile",
+            help="Also time the step compiled in this torch.compile mode (default, reduce-overhead, "
+            "max-autotune, max-autotune-no-cudagraphs), with its compile time: whether BENCH_COMPILE pays here.",
+        ),
+    ] = None,
 ) -> None:
     """Throughput here: training images/s per regularizer kind (against the FLOP ratio),
     evaluation images/s per attack, and the training time of paper-table1 on this machine."""
@@ -535,11 +543,13 @@ def perf(
         training_rate,
     )
     from bench.runtime import resolve_device
+    from bench.train.speed import checked_compile_mode
 
     if not (1 <= width <= 1024 and 8 <= size <= 512 and 1 <= batch <= 4096):
         raise BenchError("bench perf: --width 1..1024, --size 8..512 and --batch 1..4096")
     if any(not 1 <= n <= 64 for n in processes or []):
         raise BenchError("bench perf: --processes takes 1..64")
+    compile = checked_compile_mode(compile or "", "bench perf --compile")
     dev = resolve_device(device)
     shapes = Shapes(width=width, size=size, batch=batch)
     say(f"bench perf on {dev}: resnet18 width {width}, {size}x{size} gray, batch {batch}, k = {shapes.pairs}")
@@ -550,6 +560,15 @@ def perf(
         for k, ratio in FLOP_RATIO.items()
     }
     rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
+    for k in train if compile else []:
+        rate = training_rate(k, shapes, dev, compile=compile)
+        rows.append(
+            [
+                rate.what,
+                f"{rate.per_second:,.0f}",
+                f"{rate.per_second / train[k].per_second:.2f}x eager; first step {rate.compile_s:.0f} s",
+            ]
+        )
     for rate, speedup in concurrency_speedups("baseline", shapes, dev, processes) if processes else []:
         rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
     rows += [[r.what, f"{r.per_second:,.1f}", "32 images"] for r in evaluation_rates(shapes, dev)]

@@ -214,9 +214,10 @@ def package_versions() -> str:
     return json.dumps(out, sort_keys=True)
 
 
-def provenance(device, numerics: Numerics, autocast: str = "") -> str:
+def provenance(device, numerics: Numerics, autocast: str = "", compiled: str = "") -> str:
     """What decides the bits of a number besides code and seeds: library versions, the kernels'
-    instruction set, threads, TF32 and determinism switches, the autocast dtype."""
+    instruction set, threads, TF32 and determinism switches, the autocast dtype, the
+    torch.compile mode of a training (named only when it was compiled)."""
     import torch
 
     info = {
@@ -229,6 +230,7 @@ def provenance(device, numerics: Numerics, autocast: str = "") -> str:
         "portable": numerics.portable or None,
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
         "autocast": autocast or None,
+        **({"compile": compiled} if compiled else {}),
     }
     if device.type == "cuda":
         info.update(

@@ -22,7 +22,7 @@ from bench.models import build_model
 from bench.targets.base import CosineTarget, unit_rows
 from bench.train.regularizer import NoRegularizer, PairRegularizer
 from bench.train.speed import TrainingSpeed
-from bench.train.trainer import train_step
+from bench.train.trainer import step_losses, train_step
 
 # FLOPs of a regularized step relative to a baseline step at k = 16 pairs and batch 64 (counted for
 # these shapes): two pair halves through the trunk, 32 x 32 stimuli (pixel) or 36 x 64 (neural)
@@ -45,7 +45,7 @@ class Shapes:
 class Rate:
     what: str
     per_second: float  # images per second
-    note: str = ""
+    compile_s: float = 0.0  # a compiled step's first call: compilation (and tracing)
 
 
 def _sync(dev: torch.device) -> None:
@@ -81,9 +81,16 @@ def synthetic_regularizer(
     return PairRegularizer(spec, target, model, 0, dev, memory_format)
 
 
-def training_step(kind: str, shapes: Shapes, dev: torch.device) -> Callable[[], torch.Tensor]:
-    """One trainer step of this kind at these shapes, with the trainer's device settings."""
-    speed = TrainingSpeed.for_device(dev)
+@dataclass
+class SyntheticTraining:
+    """A trainer step of one kind at given shapes on random data, with the trainer's device settings."""
+
+    model: torch.nn.Module
+    step: Callable[[], torch.Tensor]
+
+
+def synthetic_training(kind: str, shapes: Shapes, dev: torch.device, compile: str = "") -> SyntheticTraining:
+    speed = TrainingSpeed.for_device(dev, compile=compile)
     torch.manual_seed(0)
     model = build_model(shapes.arch, 10, shapes.width).to(dev)
     if speed.channels_last:
@@ -97,16 +104,30 @@ def training_step(kind: str, shapes: Shapes, dev: torch.device) -> Callable[[], 
     y = torch.randint(0, 10, (shapes.batch,), device=dev)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     pairs = None if (draws := reg.draw(1)) is None else draws[0]  # the trainer draws them once per epoch
-    return lambda: train_step(model, reg, opt, x, y, autocast, pairs)
+    losses = speed.compiled(step_losses)
+    return SyntheticTraining(model, lambda: train_step(model, reg, opt, x, y, autocast, pairs, losses))
 
 
 def training_rate(
-    kind: str, shapes: Shapes, dev: torch.device, repeats: int = 5, ready: Callable[[], object] = lambda: None
+    kind: str,
+    shapes: Shapes,
+    dev: torch.device,
+    repeats: int = 5,
+    ready: Callable[[], object] = lambda: None,
+    compile: str = "",
 ) -> Rate:
-    step = training_step(kind, shapes, dev)
+    """Steady-state images/s of the trainer's step. Compiled, the first call (compilation) is
+    timed on its own and the warm-up is longer: CUDA graphs are recorded on a later call."""
+    step = synthetic_training(kind, shapes, dev, compile).step
     with TrainingSpeed.for_device(dev).backends():
-        seconds = seconds_per_call(step, dev, repeats=repeats, ready=ready)
-    return Rate(f"train {kind}", shapes.batch / seconds)
+        first = 0.0
+        if compile:
+            t0 = time.perf_counter()
+            step()
+            _sync(dev)
+            first = time.perf_counter() - t0
+        seconds = seconds_per_call(step, dev, warmup=3 if compile else 2, repeats=repeats, ready=ready)
+    return Rate(f"train {kind}" + (f", compiled ({compile})" if compile else ""), shapes.batch / seconds, first)
 
 
 def _concurrent_worker(kind: str, shapes: Shapes, device: str, repeats: int, threads: int, barrier, results) -> None:

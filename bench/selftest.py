@@ -229,9 +229,13 @@ def smoke(ctx: Context, phase: Phase) -> None:
         phase.notes.append(f"{missing} cells not stored; NaN flags: {[f for f in flags if 'NaN' in f][:3]}")
 
 
+COMPILED = "reduce-overhead"  # the compile mode the self-test times: CUDA graphs remove launch costs
+
+
 def perf(ctx: Context, phase: Phase) -> None:
-    """``bench perf``'s table at the paper's shapes (scaled in a dry run), and how much more a
-    device trains with several models at once (one process each: 2 and 4 on CUDA, 2 on CPU)."""
+    """``bench perf``'s table at the paper's shapes (scaled in a dry run), whether a compiled
+    step (BENCH_COMPILE) pays on CUDA, and how much more a device trains with several models at
+    once (one process each: 2 and 4 on CUDA, 2 on CPU)."""
     from bench.perf import (
         FLOP_RATIO,
         Shapes,
@@ -251,6 +255,16 @@ def perf(ctx: Context, phase: Phase) -> None:
     for rate in evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8)):
         phase.figures[rate.what.replace(" ", "_")] = rate.per_second
     phase.figures["paper_table1_training_h_estimate"] = paper_table1_estimate(train, shapes) / 3600
+    if ctx.dev.type == "cuda":  # a CPU compile costs a minute per graph and does not pay (stack.md)
+        skips = torch._dynamo.utils.counters["inductor"]  # graphs that CUDA graphs refused (reason logged)
+        for k in ("baseline", "neural"):
+            before = skips["cudagraph_skips"]
+            rate = training_rate(k, shapes, ctx.dev, repeats=3, compile=COMPILED)
+            phase.figures[f"train_{k}_compiled_speedup"] = rate.per_second / train[k].per_second
+            phase.figures[f"train_{k}_compile_s"] = rate.compile_s
+            phase.figures[f"train_{k}_cudagraph_skips"] = skips["cudagraph_skips"] - before
+    else:
+        phase.notes.append(f"the compiled step ({COMPILED}) is timed on CUDA only")
     counts = [2, 4] if ctx.dev.type == "cuda" else [2]
     for n, (_, speedup) in zip(counts, concurrency_speedups("baseline", shapes, ctx.dev, counts)):
         phase.figures[f"train_baseline_{n}_processes_speedup"] = speedup
@@ -289,7 +303,7 @@ PHASES: dict[str, tuple[Callable[[Context, Phase], None], float, bool]] = {
     "determinism": (determinism, 20, False),
     "evaluation": (evaluation, 50, False),
     "smoke": (smoke, 55, False),
-    "perf": (perf, 130, False),  # an estimated 30 s of it: 1, 2 and 4 trainings at once
+    "perf": (perf, 200, False),  # estimated: 30 s for 1, 2 and 4 trainings at once, 70 s compiling two steps
     "quick": (quick, 60, True),
 }
 

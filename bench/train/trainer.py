@@ -46,7 +46,7 @@ from bench.train.checkpoint import (
 from bench.train.epoch import PairDraws, draw_epoch
 from bench.train.regularizer import NoRegularizer, make_regularizer
 from bench.train.schedule import cyclic_step_lr
-from bench.train.speed import TrainingSpeed
+from bench.train.speed import TrainingSpeed, training_compile_mode
 
 
 def model_dir(workdir: Path, card: ModelCard, seed: int, numerics: Numerics) -> Path:
@@ -162,6 +162,7 @@ def export(
     st: dict,
     dev: torch.device,
     numerics: Numerics,
+    compiled: str = "",
 ) -> None:
     """The self-contained best-validation checkpoint that bench.load_model reads."""
     best = st["best"]
@@ -189,7 +190,7 @@ def export(
             "device": device_label(dev),
             "packages": package_versions(),
             "numerics": numerics.label,
-            "provenance": provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else ""),
+            "provenance": provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else "", compiled),
         },
         path,
     )
@@ -209,6 +210,7 @@ def train(
     at a time trains a model: another one waits for it and then finds it trained."""
     progress = progress or Silent()
     dev = resolve_device(device)
+    compile_mode = training_compile_mode(dev, deterministic)  # before anything is written
     numerics = training_numerics(dev)
     out = model_dir(workdir, card, seed, numerics)
     if _valid(out / "model.pt"):  # trained: nothing to write, a read-only workdir is fine
@@ -216,7 +218,8 @@ def train(
     ensure_writable_folder(out, "the checkpoint folder", "pass --workdir to a writable place")
     waiting = lambda holder: progress.log(f"{card.name} seed {seed}: waiting for {holder}, which trains it")  # noqa: E731
     with exclusive(out / ".lock", waiting):
-        return _train_locked(card, seed, out, dev, numerics, data_root, progress, on_epoch_end, deterministic)
+        speed = TrainingSpeed.for_device(dev, deterministic, compile_mode)
+        return _train_locked(card, seed, out, dev, numerics, data_root, progress, on_epoch_end, deterministic, speed)
 
 
 def _valid(path: Path) -> bool:
@@ -226,18 +229,27 @@ def _valid(path: Path) -> bool:
         return False
 
 
-def train_step(model: nn.Module, reg: NoRegularizer, opt, x, y, autocast, pairs: PairDraws | None) -> torch.Tensor:
+def step_losses(model: nn.Module, reg: NoRegularizer, x, y, pairs: PairDraws | None):
+    """(loss, ce, sim, accuracy) of one step: the part of the step that ``torch.compile`` may
+    take whole (one graph, no breaks, checked in the tests)."""
+    logits = model(x).float()
+    ce = F.cross_entropy(logits, y)
+    term, sim = reg.loss(model, pairs)
+    return ce + term, ce, sim, (logits.argmax(1) == y).sum().float() / len(y)
+
+
+def train_step(
+    model: nn.Module, reg: NoRegularizer, opt, x, y, autocast, pairs: PairDraws | None, losses=step_losses
+) -> torch.Tensor:
     """One optimisation step (classification + the regularizer's term on the step's pairs);
-    returns (ce, sim, accuracy) detached. The trainer and ``bench perf`` both time this."""
+    returns (ce, sim, accuracy) detached. ``losses`` is ``step_losses`` or its compiled form.
+    The trainer and ``bench perf`` both time this."""
     with autocast:
-        logits = model(x).float()
-        ce = F.cross_entropy(logits, y)
-        term, sim = reg.loss(model, pairs)
-        loss = ce + term
+        loss, ce, sim, acc = losses(model, reg, x, y, pairs)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return torch.stack([ce.detach(), sim.detach(), (logits.argmax(1) == y).sum().float() / len(y)])
+    return torch.stack([ce.detach(), sim.detach(), acc.detach()])
 
 
 def _train_locked(
@@ -250,6 +262,7 @@ def _train_locked(
     progress: Progress,
     on_epoch_end,
     deterministic: bool,
+    speed: TrainingSpeed,
 ) -> Path:
     final = out / "model.pt"
     if final.is_file():
@@ -270,7 +283,6 @@ def _train_locked(
             f"{card.path}: key 'trainer.batch_size' ({tr.batch_size}) exceeds the {len(data.y)} training "
             "images, so no step would be taken; lower batch_size or raise train_images"
         )
-    speed = TrainingSpeed.for_device(dev, deterministic)
     torch.manual_seed(seed)  # weight initialisation only; everything else has its own generator
     model = build_model(
         card.arch, data.dataset.num_classes, card.width, data.dataset.image_shape[0], card.input_scale
@@ -301,6 +313,7 @@ def _train_locked(
 
     steps = len(data.y) // tr.batch_size
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    losses = speed.compiled(step_losses)
     progress.start(f"train {card.name} seed {seed}", (tr.epochs - st["epoch"]) * steps)
     with BackgroundSaver() as saver, speed.backends():
         for epoch in range(st["epoch"], tr.epochs):
@@ -318,7 +331,7 @@ def _train_locked(
                 if crop is not None:
                     x = crop_flip(x, *crop)
                 x = x.contiguous(memory_format=speed.memory_format)
-                sums += train_step(model, reg, opt, x, y, autocast, pairs)
+                sums += train_step(model, reg, opt, x, y, autocast, pairs, losses)
                 progress.advance()
             val_loss, val_acc = _validate(model, data.x_val, data.y_val)
             st["seconds"] += time.perf_counter() - t0
@@ -349,5 +362,5 @@ def _train_locked(
             )
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
-    export(final, card, seed, model, data, reg, st, dev, numerics)
+    export(final, card, seed, model, data, reg, st, dev, numerics, speed.compile)
     return final
