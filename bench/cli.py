@@ -571,7 +571,9 @@ def perf(
         )
     for rate, speedup in concurrency_speedups("baseline", shapes, dev, processes) if processes else []:
         rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
-    rows += [[r.what, f"{r.per_second:,.1f}", "32 images"] for r in evaluation_rates(shapes, dev)]
+    for r in evaluation_rates(shapes, dev):
+        solver = "" if r.solver_share is None else f"; {r.solver_share:.0%} of it in the CPU solver"
+        rows.append([r.what, f"{r.per_second:,.1f}", f"32 images{solver}"])
     out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
     hours = paper_table1_estimate(train, shapes) / 3600
     out.print(

@@ -254,6 +254,8 @@ def perf(ctx: Context, phase: Phase) -> None:
             phase.figures[f"train_{k}_flop_ratio"] = FLOP_RATIO[k]
     for rate in evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8)):
         phase.figures[rate.what.replace(" ", "_")] = rate.per_second
+        if rate.solver_share is not None:
+            phase.figures["brendel_bethge_cpu_solver_share"] = rate.solver_share
     phase.figures["paper_table1_training_h_estimate"] = paper_table1_estimate(train, shapes) / 3600
     if ctx.dev.type == "cuda":  # a CPU compile costs a minute per graph and does not pay (stack.md)
         skips = torch._dynamo.utils.counters["inductor"]  # graphs that CUDA graphs refused (reason logged)

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from conftest import run_cli
@@ -76,7 +78,8 @@ def test_perf_measures_every_regularizer_kind_and_attack_and_estimates_paper_tab
             rates[parts[0].strip()] = float([p for p in parts[1:] if p.strip()][0].replace(",", ""))
     assert {"train baseline", "train pixel", "train neural", "train baseline, 2 processes at once"} <= set(rates)
     assert "x one process" in out
-    assert sum(k.startswith("evaluate ") for k in rates) == 4 and all(v > 0 for v in rates.values())
+    assert sum(k.startswith("evaluate ") for k in rates) == 7 and all(v > 0 for v in rates.values())
+    assert re.search(r"brendel-bethge .* \d+% of it in the CPU solver", out)
     assert "FLOP ratio 2.16" in out and "paper-table1 training here" in out and " h" in out
     assert run_cli("perf", "--width", "0")[0] == 2
     assert run_cli("perf", "--processes", "0")[0] == 2
