@@ -534,10 +534,12 @@ def perf(
     evaluation images/s per attack, and the training time of paper-table1 on this machine."""
     from tabulate import tabulate
 
+    from bench.cards import load_suite_card
     from bench.perf import (
         FLOP_RATIO,
         Shapes,
         concurrency_speedups,
+        evaluation_estimate,
         evaluation_rates,
         paper_table1_estimate,
         training_rate,
@@ -571,7 +573,8 @@ def perf(
         )
     for rate, speedup in concurrency_speedups("baseline", shapes, dev, processes) if processes else []:
         rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
-    for r in evaluation_rates(shapes, dev):
+    evaluations = evaluation_rates(shapes, dev)
+    for r in evaluations:
         solver = "" if r.solver_share is None else f"; {r.solver_share:.0%} of it in the CPU solver"
         rows.append([r.what, f"{r.per_second:,.1f}", f"32 images{solver}"])
     out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
@@ -579,6 +582,13 @@ def perf(
     out.print(
         f"paper-table1 training here (20 models x {shapes.epochs} epochs x {shapes.train_images:,} images, "
         f"one at a time): about {hours:.1f} h"
+    )
+    estimate = evaluation_estimate(load_suite_card("paper-table1"), evaluations)
+    out.print(
+        f"paper-table1 evaluation here: at most about {estimate.seconds_per_model / 3600:.1f} h per model seed "
+        "(every attack's full schedule on all 1,000 images, at the rates above"
+        + (f"; not estimated: {', '.join(estimate.not_estimated)}" if estimate.not_estimated else "")
+        + f"): {estimate.shares()}"
     )
 
 

@@ -48,6 +48,8 @@ class Rate:
     per_second: float  # images per second
     compile_s: float = 0.0  # a compiled step's first call: compilation (and tracing)
     solver_share: float | None = None  # of an evaluation's time, Brendel-Bethge's CPU solver (numba)
+    attack: str = ""  # the one attack an evaluation case ran ...
+    iteration_s: float = 0.0  # ... and its seconds per image and iteration
 
 
 def _sync(dev: torch.device) -> None:
@@ -266,8 +268,54 @@ def evaluation_rates(shapes: Shapes, dev: torch.device, n_images: int = 32) -> l
         with brendel_bethge_solver_clock() as solver:
             seconds = seconds_per_call(lambda e=evaluation: e.run(model, x, y, ctx), dev, warmup=0, repeats=1)
         share = solver[0] / seconds if "brendel-bethge" in table.get("attacks", []) else None
-        rates.append(Rate(f"evaluate {what}", n_images / seconds, solver_share=share))
+        ((attack, iterations),) = (evaluation.attack_iterations() or {"": 0}).items()
+        per_iteration = seconds / n_images / iterations if iterations else 0.0
+        rates.append(
+            Rate(f"evaluate {what}", n_images / seconds, solver_share=share, attack=attack, iteration_s=per_iteration)
+        )
     return rates
+
+
+SAME_COST = {"bim": "pgd"}  # an attack timed as another one: the same gradient step
+
+
+@dataclass(frozen=True)
+class EvaluationEstimate:
+    seconds: dict[str, float]  # per 'evaluation/attack', for one model seed over the suite's subset
+    not_estimated: tuple[str, ...]  # evaluations and attacks without a measured rate
+
+    @property
+    def seconds_per_model(self) -> float:
+        return sum(self.seconds.values())
+
+    def shares(self) -> str:
+        """The parts' shares, largest first: '63% minimal/hopskipjump, ...'."""
+        total = self.seconds_per_model or 1.0
+        return ", ".join(f"{v / total:.0%} {k}" for k, v in sorted(self.seconds.items(), key=lambda kv: -kv[1]))
+
+
+def evaluation_estimate(suite, rates: list[Rate]) -> EvaluationEstimate:
+    """Seconds to evaluate one model seed of ``suite`` at the measured per-iteration rates, every
+    attack running its whole schedule on every image: an upper bound (attacks stop early, and the
+    ensemble's later attacks skip images they cannot improve), for the model measured here."""
+    from bench.evals import EVALUATIONS
+    from bench.suite.runner import suite_evaluations
+
+    per_iteration = {r.attack: r.iteration_s for r in rates if r.attack}
+    seconds, missing = {}, []
+    for spec in suite_evaluations(suite):
+        iterations = EVALUATIONS.get(spec.kind)(spec.params).attack_iterations()
+        if iterations is None:
+            missing += [spec.kind] if spec.kind != "clean" else []  # clean accuracy: one forward pass
+            continue
+        for attack, n in iterations.items():
+            cost, part = per_iteration.get(SAME_COST.get(attack, attack)), f"{spec.kind}/{attack}"
+            if cost is None:
+                missing.append(part)
+            else:
+                images = min(suite.subset.size, getattr(spec.params, "max_images", 0) or suite.subset.size)
+                seconds[part] = seconds.get(part, 0.0) + n * cost * images
+    return EvaluationEstimate(seconds, tuple(missing))
 
 
 def paper_table1_estimate(train: dict[str, Rate], shapes: Shapes, seeds: int = 5) -> float:

@@ -236,10 +236,12 @@ def perf(ctx: Context, phase: Phase) -> None:
     """``bench perf``'s table at the paper's shapes (scaled in a dry run), whether a compiled
     step (BENCH_COMPILE) pays on CUDA, and how much more a device trains with several models at
     once (one process each: 2 and 4 on CUDA, 2 on CPU)."""
+    from bench.cards import load_suite_card
     from bench.perf import (
         FLOP_RATIO,
         Shapes,
         concurrency_speedups,
+        evaluation_estimate,
         evaluation_rates,
         paper_table1_estimate,
         training_rate,
@@ -252,11 +254,17 @@ def perf(ctx: Context, phase: Phase) -> None:
         if k != "baseline":
             phase.figures[f"train_{k}_cost_ratio"] = train["baseline"].per_second / rate.per_second
             phase.figures[f"train_{k}_flop_ratio"] = FLOP_RATIO[k]
-    for rate in evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8)):
+    evaluations = evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8))
+    for rate in evaluations:
         phase.figures[rate.what.replace(" ", "_")] = rate.per_second
         if rate.solver_share is not None:
             phase.figures["brendel_bethge_cpu_solver_share"] = rate.solver_share
     phase.figures["paper_table1_training_h_estimate"] = paper_table1_estimate(train, shapes) / 3600
+    estimate = evaluation_estimate(load_suite_card("paper-table1"), evaluations)
+    phase.figures["paper_table1_evaluation_min_per_model_upper_estimate"] = estimate.seconds_per_model / 60
+    phase.figures["paper_table1_evaluation_shares"] = estimate.shares()
+    if estimate.not_estimated:
+        phase.notes.append(f"not in the evaluation estimate: {', '.join(estimate.not_estimated)}")
     if ctx.dev.type == "cuda":  # a CPU compile costs a minute per graph and does not pay (stack.md)
         skips = torch._dynamo.utils.counters["inductor"]  # graphs that CUDA graphs refused (reason logged)
         for k in ("baseline", "neural"):

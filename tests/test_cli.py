@@ -81,8 +81,33 @@ def test_perf_measures_every_regularizer_kind_and_attack_and_estimates_paper_tab
     assert sum(k.startswith("evaluate ") for k in rates) == 7 and all(v > 0 for v in rates.values())
     assert re.search(r"brendel-bethge .* \d+% of it in the CPU solver", out)
     assert "FLOP ratio 2.16" in out and "paper-table1 training here" in out and " h" in out
+    assert re.search(r"paper-table1 evaluation here: at most about [\d.]+ h per model seed .*\): \d+% minimal/", out)
+    assert "not estimated" not in out  # every attack of the card was timed
     assert run_cli("perf", "--width", "0")[0] == 2
     assert run_cli("perf", "--processes", "0")[0] == 2
+
+
+def test_the_evaluation_estimate_scales_each_attack_by_its_whole_schedule(cards):
+    """Each attack's measured seconds per image and iteration times the iterations the card asks
+    for: PGD-search probes the running best and bisects, HopSkipJump's gradient estimates grow
+    as Foolbox grows them, epsilon 0 costs nothing; an attack without a rate is named."""
+    from bench.cards import load_suite_card
+    from bench.perf import Rate, evaluation_estimate
+
+    suite = load_suite_card("paper-table1")  # 1,000 images; PGD at 4 epsilons above 0 + the sanity probe, 50 steps
+    one_second = [Rate("", 0.0, attack=a, iteration_s=1.0) for a in ("pgd", "deepfool", "fmn", "brendel-bethge")]
+    one_second.append(Rate("", 0.0, attack="boundary", iteration_s=2.0))
+    estimate = evaluation_estimate(suite, one_second)
+    s = estimate.seconds
+    assert s["pgd/pgd"] == 1000 * 5 * 50
+    assert s["minimal/pgd"] == s["minimal/bim"] == 1000 * 2 * (1 + 10) * 50  # both norms; BIM timed as PGD
+    assert s["minimal/brendel-bethge"] == 1000 * 2 * (1000 + 10)
+    assert s["minimal/boundary"] == 2.0 * 1000 * 5000  # L2 only
+    assert "minimal/hopskipjump" not in s and estimate.not_estimated == ("minimal/hopskipjump",)
+    with_hsj = evaluation_estimate(suite, one_second + [Rate("", 0.0, attack="hopskipjump", iteration_s=1.0)])
+    per_norm = sum(int(min(100 * (step + 1) ** 0.5, 1000)) for step in range(40))
+    assert with_hsj.seconds["minimal/hopskipjump"] == 1000 * 2 * per_norm and not with_hsj.not_estimated
+    assert with_hsj.shares().startswith(f"{with_hsj.seconds['minimal/hopskipjump'] / with_hsj.seconds_per_model:.0%}")
 
 
 def test_a_failing_concurrent_training_process_is_an_error_not_a_hang():

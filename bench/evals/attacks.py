@@ -11,6 +11,7 @@ card as a table named by the attack: ``[evaluations.boundary] steps = 200``."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -69,6 +70,12 @@ class MinimalAttack(ABC):
 
     def describe(self) -> str:
         return f"{self.name} ({self.params.steps} steps)"
+
+    def schedule_length(self) -> int:
+        """Iterations per image of the whole schedule, in this attack's own unit of work (an upper
+        bound: early stops and images it cannot improve cost less). ``bench perf`` scales a
+        measured rate by it to estimate a suite's evaluation time."""
+        return self.params.steps
 
     @abstractmethod
     def run(
@@ -179,6 +186,9 @@ class Bisection(MinimalAttack):
     def describe(self) -> str:
         return f"{self.name} (bisection, {self.params.search_steps} steps x {self.params.steps} iterations)"
 
+    def schedule_length(self) -> int:
+        return (1 + self.params.search_steps) * self.params.steps  # the probe at the running best, then bisection
+
     def run(self, fmodel, x, y, best, start):
         import eagerpy as ep
 
@@ -250,6 +260,9 @@ class BrendelBethge(Refinement):
     def options(self):
         return {"steps": self.params.steps, "binary_search_steps": self.params.binary_search_steps}
 
+    def schedule_length(self) -> int:
+        return self.params.steps + self.params.binary_search_steps  # the search towards the start, then the steps
+
 
 @dataclass(frozen=True)
 class BoundaryParams(StepsParams):
@@ -286,3 +299,8 @@ class HopSkipJump(Refinement):
             "max_gradient_eval_steps": self.params.gradient_evals * 10,
             "constraint": self.norm,
         }
+
+    def schedule_length(self) -> int:
+        """Model calls of the gradient estimates, which grow with the step as in Foolbox."""
+        g = self.params.gradient_evals
+        return sum(int(min(g * math.sqrt(step + 1), 10 * g)) for step in range(self.params.steps))

@@ -151,6 +151,11 @@ class Evaluation(ABC):
         """Units of progress for ``n_images`` (the runner's progress bar total)."""
         return n_images
 
+    def attack_iterations(self) -> dict[str, int] | None:
+        """Per image, the iterations each attack runs over its full schedule (``bench perf``'s
+        evaluation-time estimate); None for evaluations that are not estimated."""
+        return None
+
     @abstractmethod
     def report(self) -> ReportSpec:
         """The curves and summaries this evaluation's numbers form, and how they are shown."""

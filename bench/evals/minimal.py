@@ -184,6 +184,13 @@ class Minimal(Evaluation):
     def work(self, n_images: int) -> int:
         return n_images * sum(len(self.attacks_for(n)) for n in self.params.norms)
 
+    def attack_iterations(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for norm in self.params.norms:
+            for attack in self.attacks_for(norm):
+                out[attack.name] = out.get(attack.name, 0) + attack.schedule_length()
+        return out
+
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         fmodel = foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
         clean_wrong = ~ctx.clean_correct(model, x, y)

@@ -86,6 +86,11 @@ class PGD(EpsilonCurveEvaluation):
     def work(self, n_images: int) -> int:
         return n_images * (len(self.params.epsilons) + (self.params.sanity_epsilon != 0))
 
+    def attack_iterations(self) -> dict[str, int]:
+        """Epsilon 0 costs nothing (its answer is the image); the sanity probe is one more epsilon."""
+        p = self.params
+        return {"pgd": (sum(e > 0 for e in p.epsilons) + (p.sanity_epsilon != 0)) * p.steps}
+
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         fb, p, name = foolbox(), self.params, self.metric.label
         attack = pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start)
