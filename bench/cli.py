@@ -531,7 +531,8 @@ def perf(
     ] = None,
 ) -> None:
     """Throughput here: training images/s per regularizer kind (against the FLOP ratio),
-    evaluation images/s per attack, and the training time of paper-table1 on this machine."""
+    evaluation images/s per attack, and paper-table1's training time and (an upper bound)
+    evaluation time per model on this machine."""
     from tabulate import tabulate
 
     from bench.cards import load_suite_card

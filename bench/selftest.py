@@ -265,7 +265,7 @@ def perf(ctx: Context, phase: Phase) -> None:
     phase.figures["paper_table1_evaluation_shares"] = estimate.shares()
     if estimate.not_estimated:
         phase.notes.append(f"not in the evaluation estimate: {', '.join(estimate.not_estimated)}")
-    if ctx.dev.type == "cuda":  # a CPU compile costs a minute per graph and does not pay (stack.md)
+    if ctx.dev.type == "cuda":  # on CPU each step compiles for about a minute: not for a dry run
         skips = torch._dynamo.utils.counters["inductor"]  # graphs that CUDA graphs refused (reason logged)
         for k in ("baseline", "neural"):
             before = skips["cudagraph_skips"]
