@@ -67,6 +67,7 @@ def test_zoo_list_and_show(cards):
     assert code == 0 and '"threshold": 0.5' in out and "pixel-threshold" in out
 
 
+@pytest.mark.slow  # numba compiles Brendel-Bethge's solver: about 40 s
 def test_perf_measures_every_regularizer_kind_and_attack_and_estimates_paper_table1(cards):
     small = ["--device", "cpu", "--width", "4", "--size", "16", "--batch", "8"]
     code, out, err = run_cli("perf", *small, "--processes", "2")
