@@ -94,3 +94,15 @@ def test_a_cpu_training_asked_to_compile_stops_before_writing(cards, tmp_path, m
 def test_bench_perf_refuses_an_unknown_compile_mode_in_one_line():
     code, out, err = run_cli("perf", "--device", "cpu", "--compile", "fastest")
     assert code == 2 and err.count("\n") == 1 and "--compile 'fastest'" in err
+
+
+def test_a_machine_whose_compiler_backend_fails_gets_one_error_line(monkeypatch):
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", ("no-such-compiler",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # a cached kernel would need no compiler
+    step = TrainingSpeed(compile="default").compiled(lambda x: x.sin() + 1)
+    with pytest.raises(
+        BenchError, match=r"torch.compile \(default\) does not work on this machine: .*no-such-compiler"
+    ):
+        step(torch.randn(4))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.errors import BenchError
+from bench.io import short_reason
 
 # torch.compile's modes; "reduce-overhead" adds CUDA graphs, which remove the per-kernel launch
 # cost that bounds a batch-64 step on a large GPU
@@ -46,11 +47,23 @@ class TrainingSpeed:
     def compiled(self, fn: Callable) -> Callable:
         """``fn`` compiled in this mode, or itself. Dynamo's caches are dropped first: each training
         compiles its own model, and a process that trains many would otherwise reach the recompile
-        limit and fall back to eager without a word."""
+        limit and fall back to eager without a word. A machine whose compiler backend does not
+        work (no C++ compiler, no Triton) gets one error line at the first call."""
         if not self.compile:
             return fn
         torch._dynamo.reset()
-        return torch.compile(fn, mode=self.compile)
+        compiled, mode = torch.compile(fn, mode=self.compile), self.compile
+
+        def run(*args):
+            try:
+                return compiled(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as exc:
+                raise BenchError(
+                    f"torch.compile ({mode}) does not work on this machine: {short_reason(exc)}; "
+                    f"unset {COMPILE_ENV} (or drop --compile) to run the step eagerly"
+                ) from exc
+
+        return run
 
     @contextlib.contextmanager
     def backends(self):
