@@ -85,15 +85,8 @@ def synthetic_regularizer(
     return PairRegularizer(spec, target, model, 0, dev, memory_format)
 
 
-@dataclass
-class SyntheticTraining:
-    """A trainer step of one kind at given shapes on random data, with the trainer's device settings."""
-
-    model: torch.nn.Module
-    step: Callable[[], torch.Tensor]
-
-
-def synthetic_training(kind: str, shapes: Shapes, dev: torch.device, compile: str = "") -> SyntheticTraining:
+def training_step(kind: str, shapes: Shapes, dev: torch.device, compile: str = "") -> Callable[[], torch.Tensor]:
+    """One trainer step of this kind at these shapes, with the trainer's device settings."""
     speed = TrainingSpeed.for_device(dev, compile=compile)
     torch.manual_seed(0)
     model = build_model(shapes.arch, 10, shapes.width).to(dev)
@@ -109,7 +102,7 @@ def synthetic_training(kind: str, shapes: Shapes, dev: torch.device, compile: st
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     pairs = None if (draws := reg.draw(1)) is None else draws[0]  # the trainer draws them once per epoch
     losses = speed.compiled(step_losses)
-    return SyntheticTraining(model, lambda: train_step(model, reg, opt, x, y, autocast, pairs, losses))
+    return lambda: train_step(model, reg, opt, x, y, autocast, pairs, losses)
 
 
 def training_rate(
@@ -122,7 +115,7 @@ def training_rate(
 ) -> Rate:
     """Steady-state images/s of the trainer's step. Compiled, the first call (compilation) is
     timed on its own and the warm-up is longer: CUDA graphs are recorded on a later call."""
-    step = synthetic_training(kind, shapes, dev, compile).step
+    step = training_step(kind, shapes, dev, compile)
     with TrainingSpeed.for_device(dev).backends():
         first = 0.0
         if compile:
