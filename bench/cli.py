@@ -535,16 +535,7 @@ def perf(
     evaluation time per model on this machine."""
     from tabulate import tabulate
 
-    from bench.cards import load_suite_card
-    from bench.perf import (
-        FLOP_RATIO,
-        Shapes,
-        concurrency_speedups,
-        evaluation_estimate,
-        evaluation_rates,
-        paper_table1_estimate,
-        training_rate,
-    )
+    from bench.perf import FLOP_RATIO, Shapes, measure
     from bench.runtime import resolve_device
     from bench.train.speed import checked_compile_mode
 
@@ -556,15 +547,14 @@ def perf(
     dev = resolve_device(device)
     shapes = Shapes(width=width, size=size, batch=batch)
     say(f"bench perf on {dev}: resnet18 width {width}, {size}x{size} gray, batch {batch}, k = {shapes.pairs}")
-    training_rate("baseline", shapes, dev, repeats=1)  # first use of the kernels (allocation, primitives)
-    train = {k: training_rate(k, shapes, dev) for k in ("baseline", "pixel", "neural")}
+    report = measure(shapes, dev, compile=compile, processes=tuple(processes or ()))
+    train = report.train
     notes = {
         k: f"step time {train['baseline'].per_second / train[k].per_second:.2f}x baseline (FLOP ratio {ratio:.2f})"
         for k, ratio in FLOP_RATIO.items()
     }
     rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
-    for k in train if compile else []:
-        rate = training_rate(k, shapes, dev, compile=compile)
+    for k, rate in report.compiled.items():
         rows.append(
             [
                 rate.what,
@@ -572,19 +562,17 @@ def perf(
                 f"{rate.per_second / train[k].per_second:.2f}x eager; first step {rate.compile_s:.0f} s",
             ]
         )
-    for rate, speedup in concurrency_speedups("baseline", shapes, dev, processes) if processes else []:
+    for rate, speedup in report.concurrency:
         rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
-    evaluations = evaluation_rates(shapes, dev)
-    for r in evaluations:
+    for r in report.evaluations:
         solver = "" if r.solver_share is None else f"; {r.solver_share:.0%} of it in the CPU solver"
         rows.append([r.what, f"{r.per_second:,.1f}", f"32 images{solver}"])
     out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
-    hours = paper_table1_estimate(train, shapes) / 3600
     out.print(
         f"paper-table1 training here (20 models x {shapes.epochs} epochs x {shapes.train_images:,} images, "
-        f"one at a time): about {hours:.1f} h"
+        f"one at a time): about {report.training_s / 3600:.1f} h"
     )
-    estimate = evaluation_estimate(load_suite_card("paper-table1"), evaluations)
+    estimate = report.evaluation
     out.print(
         f"paper-table1 evaluation here: at most about {estimate.seconds_per_model / 3600:.1f} h per model seed "
         "(every attack's full schedule on all 1,000 images, at the rates above"

@@ -50,6 +50,7 @@ class Rate:
     solver_share: float | None = None  # of an evaluation's time, Brendel-Bethge's CPU solver (numba)
     attack: str = ""  # the one attack an evaluation case ran ...
     iteration_s: float = 0.0  # ... and its seconds per image and iteration
+    cudagraph_skips: int = 0  # a compiled step's graphs that CUDA graphs refused (inductor logs why)
 
 
 def _sync(dev: torch.device) -> None:
@@ -115,6 +116,8 @@ def training_rate(
 ) -> Rate:
     """Steady-state images/s of the trainer's step. Compiled, the first call (compilation) is
     timed on its own and the warm-up is longer: CUDA graphs are recorded on a later call."""
+    skips = torch._dynamo.utils.counters["inductor"]
+    skipped_before = skips["cudagraph_skips"]
     step = training_step(kind, shapes, dev, compile)
     with TrainingSpeed.for_device(dev).backends():
         first = 0.0
@@ -124,7 +127,8 @@ def training_rate(
             _sync(dev)
             first = time.perf_counter() - t0
         seconds = seconds_per_call(step, dev, warmup=3 if compile else 2, repeats=repeats, ready=ready)
-    return Rate(f"train {kind}" + (f", compiled ({compile})" if compile else ""), shapes.batch / seconds, first)
+    what = f"train {kind}" + (f", compiled ({compile})" if compile else "")
+    return Rate(what, shapes.batch / seconds, first, cudagraph_skips=skips["cudagraph_skips"] - skipped_before)
 
 
 def _concurrent_worker(kind: str, shapes: Shapes, device: str, repeats: int, threads: int, barrier, results) -> None:
@@ -315,5 +319,55 @@ def paper_table1_estimate(train: dict[str, Rate], shapes: Shapes, seeds: int = 5
     """Seconds to train paper-table1's models here (baseline, shuffle, pixel-threshold, neural
     x seeds) at the measured rates, one model at a time."""
     kinds = ["baseline", "pixel", "pixel", "neural"]  # the shuffled control costs a pixel step
-    images = shapes.train_images * shapes.epochs
-    return seeds * sum(images / train[k].per_second for k in kinds)
+    return seeds * sum(model_seconds(train[k], shapes) for k in kinds)
+
+
+def model_seconds(rate: Rate, shapes: Shapes) -> float:
+    """Seconds to train one model of the paper's schedule (its epochs over its images) at ``rate``."""
+    return shapes.train_images * shapes.epochs / rate.per_second
+
+
+KINDS = ("baseline", "pixel", "neural")
+
+
+@dataclass
+class PerfReport:
+    """What ``bench perf`` prints and the self-test records: one measurement, two renderings."""
+
+    shapes: Shapes
+    train: dict[str, Rate]  # per kind, eager
+    compiled: dict[str, Rate]  # per kind timed compiled (none unless asked)
+    evaluations: list[Rate]
+    concurrency: list[tuple[Rate, float]]  # (N baseline trainings at once, speedup over one)
+    training_s: float  # paper-table1's 20 trainings, one at a time
+    evaluation: EvaluationEstimate  # paper-table1's evaluation per model seed, an upper bound
+
+
+def measure(
+    shapes: Shapes,
+    dev: torch.device,
+    *,
+    repeats: int = 5,
+    n_images: int = 32,
+    compile: str = "",
+    compiled_kinds: tuple[str, ...] = KINDS,
+    processes: tuple[int, ...] = (),
+) -> PerfReport:
+    from bench.cards import load_suite_card
+
+    training_rate("baseline", shapes, dev, repeats=1)  # first use of the kernels (allocation, primitives)
+    train = {k: training_rate(k, shapes, dev, repeats=repeats) for k in KINDS}
+    compiled = (
+        {k: training_rate(k, shapes, dev, repeats=repeats, compile=compile) for k in compiled_kinds} if compile else {}
+    )
+    evaluations = evaluation_rates(shapes, dev, n_images)
+    concurrency = concurrency_speedups("baseline", shapes, dev, list(processes)) if processes else []
+    return PerfReport(
+        shapes,
+        train,
+        compiled,
+        evaluations,
+        concurrency,
+        paper_table1_estimate(train, shapes),
+        evaluation_estimate(load_suite_card("paper-table1"), evaluations),
+    )

@@ -250,52 +250,48 @@ def perf(ctx: Context, phase: Phase) -> None:
     """``bench perf``'s table at the paper's shapes (scaled in a dry run), whether a compiled
     step (BENCH_COMPILE) pays on CUDA, and how much more a device trains with several models at
     once (one process each: 2 and 4 on CUDA, 2 on CPU)."""
-    from bench.cards import load_suite_card
-    from bench.perf import (
-        FLOP_RATIO,
-        Shapes,
-        concurrency_speedups,
-        evaluation_estimate,
-        evaluation_rates,
-        paper_table1_estimate,
-        training_rate,
-    )
+    from bench.perf import FLOP_RATIO, Shapes, measure, model_seconds
 
+    cuda = ctx.dev.type == "cuda"  # on CPU each step compiles for about a minute: not for a dry run
     shapes = Shapes(width=ctx.n(64, 8), batch=ctx.n(64, 8))
-    train = {k: training_rate(k, shapes, ctx.dev, repeats=3) for k in ("baseline", "pixel", "neural")}
+    counts = (2, 4) if cuda else (2,)
+    report = measure(
+        shapes,
+        ctx.dev,
+        repeats=3,
+        n_images=ctx.n(32, 8),
+        compile=COMPILED if cuda else "",
+        compiled_kinds=tuple(TRAINING_GOAL_S),
+        processes=counts,
+    )
+    train = report.train
     for k, rate in train.items():
         phase.figures[f"train_{k}_img_per_s"] = rate.per_second
         if k != "baseline":
             phase.figures[f"train_{k}_cost_ratio"] = train["baseline"].per_second / rate.per_second
             phase.figures[f"train_{k}_flop_ratio"] = FLOP_RATIO[k]
-    evaluations = evaluation_rates(shapes, ctx.dev, n_images=ctx.n(32, 8))
-    for rate in evaluations:
+    for rate in report.evaluations:
         phase.figures[rate.what.replace(" ", "_")] = rate.per_second
         if rate.solver_share is not None:
             phase.figures["brendel_bethge_cpu_solver_share"] = rate.solver_share
-    phase.figures["paper_table1_training_h_estimate"] = paper_table1_estimate(train, shapes) / 3600
-    estimate = evaluation_estimate(load_suite_card("paper-table1"), evaluations)
+    phase.figures["paper_table1_training_h_estimate"] = report.training_s / 3600
+    estimate = report.evaluation
     phase.figures["paper_table1_evaluation_min_per_model_upper_estimate"] = estimate.seconds_per_model / 60
     phase.figures["paper_table1_evaluation_shares"] = estimate.shares()
     if estimate.not_estimated:
         phase.notes.append(f"not in the evaluation estimate: {', '.join(estimate.not_estimated)}")
-    images = shapes.train_images * shapes.epochs
     for k in TRAINING_GOAL_S:
-        phase.figures[f"train_{k}_40_epochs_s"] = images / train[k].per_second
-    if ctx.dev.type == "cuda":  # on CPU each step compiles for about a minute: not for a dry run
-        skips = torch._dynamo.utils.counters["inductor"]  # graphs that CUDA graphs refused (reason logged)
-        for k in TRAINING_GOAL_S:
-            before = skips["cudagraph_skips"]
-            rate = training_rate(k, shapes, ctx.dev, repeats=3, compile=COMPILED)
-            phase.figures[f"train_{k}_compiled_speedup"] = rate.per_second / train[k].per_second
-            phase.figures[f"train_{k}_compiled_40_epochs_s"] = images / rate.per_second
-            phase.figures[f"train_{k}_compile_s"] = rate.compile_s
-            phase.figures[f"train_{k}_cudagraph_skips"] = skips["cudagraph_skips"] - before
+        phase.figures[f"train_{k}_40_epochs_s"] = model_seconds(train[k], shapes)
+    for k, rate in report.compiled.items():
+        phase.figures[f"train_{k}_compiled_speedup"] = rate.per_second / train[k].per_second
+        phase.figures[f"train_{k}_compiled_40_epochs_s"] = model_seconds(rate, shapes)
+        phase.figures[f"train_{k}_compile_s"] = rate.compile_s
+        phase.figures[f"train_{k}_cudagraph_skips"] = rate.cudagraph_skips
+    if cuda:
         phase.notes += goal_notes(phase.figures)
     else:
         phase.notes.append(f"the compiled step ({COMPILED}) is timed on CUDA only")
-    counts = [2, 4] if ctx.dev.type == "cuda" else [2]
-    for n, (_, speedup) in zip(counts, concurrency_speedups("baseline", shapes, ctx.dev, counts)):
+    for n, (_, speedup) in zip(counts, report.concurrency):
         phase.figures[f"train_baseline_{n}_processes_speedup"] = speedup
 
 
