@@ -172,19 +172,56 @@ def load_model_card(name: str) -> ModelCard | ExternalCard:
 # --------------------------------------------------------------------------- suite cards
 @dataclass(frozen=True)
 class SubsetSpec:
+    """The evaluation images: ``size`` of them drawn with ``seed`` from the dataset's test split,
+    or from the models' validation split (``split = "validation"``: choosing a hyper-parameter,
+    never the test images a suite reports on)."""
+
     __pydantic_config__ = _FORBID
     size: Annotated[int, Field(ge=1, le=100_000_000)]
     seed: Seed = 0
+    split: Literal["test", "validation"] = "test"
 
 
 @dataclass(frozen=True)
 class CompareSpec:
-    """Which models the paired comparisons use as references; empty: the first model labelled
-    'none' (baseline) and the first labelled 'shuffle' (control)."""
+    """Which models the paired comparisons use as references (empty: the first model labelled
+    'none' as baseline and the first labelled 'shuffle' as control), and how their intervals are
+    made: 't' on the per-seed paired statistic (default), or a bootstrap over seeds and images
+    ('crossed-bootstrap' for generalisation to new images; 'hierarchical-bootstrap')."""
 
     __pydantic_config__ = _FORBID
     baseline: str = ""
     control: str = ""
+    interval: Literal["t", "hierarchical-bootstrap", "crossed-bootstrap"] = "t"
+    level: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    resamples: Annotated[int, Field(ge=100, le=1_000_000)] = 2000
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A primary question, declared before the suite's first training (``[[endpoints]]``): the
+    contrast model - reference of one evaluation's summary ('accuracy' at a grid point 'param',
+    'AUC', 'log ratio of medians', ...), tested per training seed (paired t, or the exact
+    sign-flip test) at ``alpha`` in the claimed ``direction``, two-sided unless ``sides = 1``.
+    ``margin``: an equivalence margin (in the contrast's units: accuracy as a fraction); an
+    interval within it means "no effect that matters". ``min_clean_ratio``: the follow-up's
+    health rule on mean clean accuracy. ``says``: what each verdict means, in words."""
+
+    __pydantic_config__ = _FORBID
+    model: str
+    reference: str
+    evaluation: str
+    summary: str
+    param: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    name: str = ""
+    test: Literal["t", "sign-flip"] = "t"
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    direction: Literal["greater", "less"] = "greater"
+    sides: Literal[1, 2] = 2
+    margin: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    min_clean_ratio: Annotated[float, Field(gt=0, le=10)] | None = None
+    says: dict[Literal["met", "not met", "inconclusive"], str] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -250,11 +287,22 @@ class SuiteCard:
     description: str = ""
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 250
     compare: CompareSpec = CompareSpec()
+    endpoints: tuple[EndpointSpec, ...] = ()
     check: CheckSpec = CheckSpec()
     execution: ExecutionSpec = ExecutionSpec()
     name: str = ""
     path: str = ""
     cards: tuple[Any, ...] = field(default=(), repr=False)  # the loaded ModelCards, in order
+
+
+def suite_card_hash(suite: SuiteCard) -> str:
+    """sha256 of the suite card file as it is now (16 hex digits); of its parsed content for a
+    suite built in memory (a sweep)."""
+    import hashlib
+
+    if suite.path and Path(suite.path).is_file():
+        return hashlib.sha256(Path(suite.path).read_bytes()).hexdigest()[:16]
+    return identity_hash({k: v for k, v in dataclasses.asdict(suite).items() if k != "cards"})
 
 
 def load_suite_card(name: str) -> SuiteCard:
@@ -315,4 +363,36 @@ def load_suite_card(name: str) -> SuiteCard:
             raise CardError(
                 f"{where}: key 'compare.{key}': {ref!r} is not one of the suite's models {list(suite.models)}"
             )
+    offered: dict[str, set[str]] = {}
+    for ev in evals:
+        for label, names in EVALUATIONS.get(ev.kind)(ev.params).report().contrasts().items():
+            offered.setdefault(label, set()).update(names)
+    for k, e in enumerate(suite.endpoints):
+        check_endpoint(e, suite.models, offered, f"{where}: key 'endpoints[{k}]")
     return dataclasses.replace(suite, name=path.stem, path=where, evaluations=tuple(evals), cards=tuple(cards))
+
+
+def check_endpoint(e: EndpointSpec, models: tuple[str, ...], offered: dict[str, set[str]], where: str) -> None:
+    """An endpoint must name the suite's models and a contrast its evaluations offer."""
+    for key in ("model", "reference"):
+        if getattr(e, key) not in models:
+            raise CardError(f"{where}.{key}': {getattr(e, key)!r} is not one of the suite's models {list(models)}")
+    if e.model == e.reference:
+        raise CardError(f"{where}.reference': a model against itself; name another model")
+    offered = {"clean": {"accuracy"}, **offered}
+    if e.evaluation not in offered:
+        raise CardError(
+            f"{where}.evaluation': {e.evaluation!r} is not reported by this suite; one of {sorted(offered)}"
+        )
+    if e.summary not in offered[e.evaluation]:
+        raise CardError(f"{where}.summary': {e.evaluation} offers {sorted(offered[e.evaluation])}, not {e.summary!r}")
+    curve_point = e.summary == "accuracy" and e.evaluation != "clean"
+    if curve_point != (e.param is not None):
+        raise CardError(
+            f"{where}.param': "
+            + (
+                "give the grid point ('param') of the accuracy"
+                if curve_point
+                else "only a curve's 'accuracy' takes a grid point"
+            )
+        )

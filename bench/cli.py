@@ -224,6 +224,80 @@ def report(
         _print_board(board, dest)
 
 
+@app.command()
+def analyze(
+    folder: Annotated[Path, typer.Argument(help="A report folder (reports/SUITE).")],
+    interval: Annotated[
+        str | None,
+        typer.Option(help="t, crossed-bootstrap or hierarchical-bootstrap (default: the suite card's [compare])."),
+    ] = None,
+    suite: Annotated[str | None, typer.Option(help="The suite card, for a folder that keeps no suite.toml.")] = None,
+    write: Annotated[bool, typer.Option("--write", help="Re-render the whole folder from its own data.")] = False,
+) -> None:
+    """Recompute a report's endpoints, paired comparisons and tables from the report folder alone
+    (results.csv, outcomes.csv.gz, cells.json, trainings.json, suite.toml): no store. Says whether
+    the intervals reproduce the folder's deltas.csv; --write re-renders the folder."""
+    import dataclasses
+
+    from bench.cards import find_card
+    from bench.report.bundle import read_bundle
+    from bench.report.inference import DELTA_COLUMNS
+    from bench.report.leaderboard import inference_of, leaderboard_of, publish
+    from bench.stats import INTERVALS
+    from bench.suite.runner import report_specs
+
+    if interval is not None and interval not in INTERVALS:
+        raise BenchError(f"--interval {interval!r}: expected one of {', '.join(INTERVALS)}")
+    data = read_bundle(folder, suite)
+    how = inference_of(data.suite)
+    how = dataclasses.replace(how, method=interval) if interval else how
+    card = find_card("suites", data.suite.name, "suite")
+    board = leaderboard_of(data, report_specs(data.suite), how, card_path=card)
+    published = folder / "deltas.csv"
+    if published.is_file() and how.method == inference_of(data.suite).method:
+        say(_reproduction(pd_read(published), board.deltas, DELTA_COLUMNS))
+    if write:
+        board = dataclasses.replace(board)  # the folder's own data, rendered as bench report would
+        dest = publish(board, folder)
+        _print_board(board, dest)
+    else:
+        _print_board(board, None)
+
+
+def pd_read(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def _reproduction(published, recomputed, columns) -> str:
+    """Whether recomputed intervals equal the published ones (to 1e-9), contrast by contrast."""
+    import math
+
+    key = ["model", "reference", "evaluation", "param", "summary", "scope", "seed"]
+    numbers = ["delta", "ci_low", "ci_high", "p_value", "p_holm"]
+    if not set(key + numbers) <= set(published.columns):
+        return f"deltas.csv predates these columns ({', '.join(numbers)}): nothing to compare"
+    a = published[published["scope"] == "training procedure"].set_index(key[:5])[numbers]
+    b = recomputed[recomputed["scope"] == "training procedure"].set_index(key[:5])[numbers]
+    common = a.index.intersection(b.index)
+    differ = [
+        k
+        for k in common
+        for c in numbers
+        if not (
+            (math.isnan(a.loc[k, c]) and math.isnan(b.loc[k, c]))
+            or math.isclose(a.loc[k, c], b.loc[k, c], rel_tol=1e-9, abs_tol=1e-12)
+        )
+    ]
+    missing = len(a.index.difference(b.index)) + len(b.index.difference(a.index))
+    verdict = "reproduce" if not differ and not missing else "do NOT reproduce"
+    return (
+        f"recomputed from the folder: {len(common)} contrasts {verdict} deltas.csv "
+        f"({len(set(differ))} differ, {missing} on one side only)"
+    )
+
+
 def _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem):
     """The suite's [execution] table with the command's options on top, validated; sets this
     process's torch threads when asked."""
@@ -250,16 +324,34 @@ def _execution(merged_options, card, executor, workers, threads, address, partit
     return options
 
 
-def _print_board(board, dest: Path) -> None:
+def _print_board(board, dest: Path | None) -> None:
+    for e in board.endpoints:
+        say(e.line().replace("**", ""))
     say(board.text_table())
+    if len(board.best):
+        say("\nprobability of being best (seed bootstrap):")
+        say(board.best.to_string(index=False))
     if len(board.delta_table):
-        say("\npaired comparisons (Δ [95% CI over training seeds and images]; no CI with fewer than 3 seeds):")
-        say(board.delta_table.to_string(index=False))
+        c = board.suite.compare
+        say(
+            f"\npaired comparisons, exploratory (Δ = model - reference over shared training seeds; {c.level * 100:g}% "
+            f"CI by {c.interval} on the per-seed statistic; p: exact sign-flip test; Holm over the table; MDE at 80% "
+            "power; none below 3 seeds):"
+        )
+        from bench.report.render import comparison_tables
+
+        for title, table in comparison_tables(board):
+            say(f"{title}:")
+            say(table.to_string(index=False))
     for flag in board.flags:
-        out.print(f"[yellow]flag:[/] {flag}")
+        out.print(f"[yellow]flag:[/] {flag}", markup=True, highlight=False)
     if board.missing:
         out.print(f"[yellow]{len(board.missing)} cells missing from the store[/]")
-    out.print(f"wrote {dest}/: leaderboard.md, index.html, results.csv, deltas.csv, plots, models/, robustbench/")
+    if dest is not None:
+        out.print(
+            f"wrote {dest}/: leaderboard.md, index.html, results.csv, outcomes.csv.gz, deltas.csv, plots, models/, "
+            "robustbench/"
+        )
 
 
 @app.command()
@@ -452,7 +544,9 @@ def sweep(
     ] = None,
     seeds: Annotated[str, typer.Option(help="Training seeds, comma-separated.")] = "0,1,2",
     level: Annotated[float, typer.Option(help="The Gaussian noise level of the robustness rule.")] = 0.3,
-    images: Annotated[int, typer.Option(help="Test images the rule is measured on.")] = 1000,
+    images: Annotated[
+        int, typer.Option(help="Validation images the rule is measured on (at most the validation split's).")
+    ] = 1000,
     device: Device = "auto",
     workdir: Workdir = Path(".bench"),
     store: Store = None,
@@ -475,7 +569,7 @@ def sweep(
         raise BenchError(f"--images {images}: expected a positive number of test images")
     ensure_writable_folder(reports, "the reports folder (--reports)", "pass --reports to a writable folder")
     with _open_store(workdir, store) as db, _display() as display:
-        table, suite = run_sweep(
+        table, suite, measured = run_sweep(
             card,
             alpha,
             threshold or [None],
@@ -488,12 +582,13 @@ def sweep(
             data_root,
             lambda: RichProgress(display),
         )
-    dest = write_sweep(table, card, seed_list, level, images, reports)
+    dest = write_sweep(table, card, seed_list, level, measured, reports)
     say(table.to_string(index=False))
     chosen = choose(table)
     say(
         f"chosen: {'none passes the rule' if chosen is None else chosen['model']} (rule: clean ratio >= 0.9 and robust "
-        f"ratio > 1 at Gaussian noise {level:g}, means over seeds {list(seed_list)}); wrote {dest}"
+        f"ratio > 1 at Gaussian noise {level:g}, means over seeds {list(seed_list)}, on {measured} validation images); "
+        f"wrote {dest}"
     )
 
 

@@ -4,15 +4,20 @@ import numpy as np
 import pytest
 
 from bench.stats import (
+    MEAN_DIFFERENCE,
+    MEDIAN_SHIFT,
     curve_auc,
     hierarchical_bootstrap,
+    holm,
     mcnemar,
-    mean_difference,
     mean_sem,
     median_shift,
-    paired_bootstrap,
+    minimal_detectable_effect,
+    paired_interval,
     per_image_auc,
-    ranks,
+    probability_best,
+    seed_t_interval,
+    sign_flip_p,
 )
 
 
@@ -47,66 +52,69 @@ def test_mcnemar_exact_binomial_known_table():
     assert mcnemar(a, a).p_value == 1.0
 
 
-def test_bootstrap_is_seeded_and_exact_on_constant_differences():
-    a = np.ones((2, 50))
-    b = np.zeros((2, 50))
-    ci = paired_bootstrap(a, b, mean_difference, n_boot=200, seed=1)
-    assert (ci.estimate, ci.low, ci.high) == (1.0, 1.0, 1.0)
-    rng = np.random.default_rng(3)
-    a, b = rng.random((3, 40)), rng.random((3, 40))
-    one = paired_bootstrap(a, b, mean_difference, n_boot=500, seed=7)
-    assert one == paired_bootstrap(a, b, mean_difference, n_boot=500, seed=7)
-    assert one.low < one.estimate < one.high
-    assert one.estimate == pytest.approx((a - b).mean())
-    with pytest.raises(ValueError):
-        paired_bootstrap(a, b[:, :10], mean_difference)
-
-
-def test_bootstrap_ci_covers_a_known_shift():
-    rng = np.random.default_rng(5)
-    b = rng.random((1, 400))
-    a = b + 0.1 + rng.normal(0, 0.05, (1, 400))
-    ci = paired_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)
-    assert ci.low < 0.1 < ci.high and ci.high - ci.low < 0.02
-
-
 def test_median_shift_tolerates_not_found():
     a = np.array([[0.2, 0.4, np.inf]])
     b = np.array([[0.1, 0.3, 0.5]])
     assert median_shift(a, b) == pytest.approx(0.1)
 
 
-def test_ranks_with_ties_and_direction():
-    assert ranks([0.9, 0.8, 0.9, float("nan")]) == [1, 3, 1, 4]
-    assert ranks([0.3, 0.1, 0.2], higher_is_better=False) == [3, 1, 2]
+def test_seed_t_interval_matches_a_paired_t_test_and_the_sign_flip_test_is_exact():
+    from scipy.stats import ttest_1samp
+
+    d = np.array([0.05, -0.02, 0.11, 0.07, 0.01, 0.09, -0.03, 0.04])
+    ci = seed_t_interval(d)
+    ref = ttest_1samp(d, 0.0)
+    low, high = ref.confidence_interval(0.95)
+    assert (ci.low, ci.high) == (pytest.approx(low), pytest.approx(high)) and ci.p_t == pytest.approx(ref.pvalue)
+    assert ci.df == 7 and ci.label == "t, df 7" and ci.sd == pytest.approx(d.std(ddof=1))
+    # exact: of the 2^8 sign patterns, those whose |mean| reaches the observed one
+    patterns = np.array(np.meshgrid(*[[1, -1]] * 8)).reshape(8, -1).T
+    assert ci.p_value == pytest.approx(np.mean(np.abs(patterns @ d) >= abs(d.sum()) - 1e-12))
+    assert sign_flip_p([0.1, 0.2, 0.3]) == 0.25  # 3 seeds all positive: the smallest p there is
+    assert sign_flip_p([0.1, 0.2, 0.3], "greater") == 0.125
+    big = np.random.default_rng(0).normal(0.5, 1, 30)  # above 16 seeds: Monte Carlo, seeded
+    assert sign_flip_p(big) == sign_flip_p(big) and 0 < sign_flip_p(big) < 0.05
 
 
-def test_hierarchical_bootstrap_sees_the_seed_variance_an_image_bootstrap_hides():
-    """Synthetic: no true difference between the training procedures, but each training seed
-    shifts a model's accuracy by a lot (seed variance dominates). The image-only interval
-    excludes 0 (a false finding); the seed-and-image interval does not."""
+def test_no_interval_below_three_seeds_or_for_an_undefined_seed():
+    assert math.isnan(seed_t_interval([0.1, 0.2]).low) and "2 seed(s)" in seed_t_interval([0.1, 0.2]).reason
+    undefined = seed_t_interval([0.1, np.inf, 0.2, 0.3])
+    assert math.isnan(undefined.high) and "1 of 4 seeds" in undefined.reason
+
+
+def test_bootstraps_are_seeded_count_nan_resamples_and_cross_images():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((4, 40)), rng.random((4, 40))
+    for method in ("hierarchical-bootstrap", "crossed-bootstrap"):
+        one = paired_interval(method, MEAN_DIFFERENCE, a, b, n_boot=300, seed=7)
+        assert one == paired_interval(method, MEAN_DIFFERENCE, a, b, n_boot=300, seed=7)
+        assert one.low < one.estimate < one.high and one.estimate == pytest.approx((a - b).mean())
+    with pytest.raises(ValueError):
+        paired_interval("crossed-bootstrap", MEAN_DIFFERENCE, a, b[:, :10])
+    # a median shift where a resample draws only inf distances is undefined: counted, not hidden
+    a = np.array([[np.inf, np.inf, 0.1], [np.inf, np.inf, 0.2], [np.inf, 0.3, 0.2]])
+    b = np.array([[np.inf, np.inf, 0.4], [0.2, np.inf, 0.1], [np.inf, 0.1, 0.2]])
+    ci = hierarchical_bootstrap(a, b, MEDIAN_SHIFT, n_boot=500, seed=0)
+    assert 0 < ci.nan_resamples < 500 and f"{ci.nan_resamples} NaN excluded" in ci.label
+
+
+def test_holm_adjusts_step_down_and_ignores_nan():
+    p = holm([0.01, 0.04, np.nan, 0.03])
+    assert p[0] == pytest.approx(0.03) and p[3] == pytest.approx(0.06) and p[1] == pytest.approx(0.06)
+    assert math.isnan(p[2])
+
+
+def test_minimal_detectable_effect_has_the_power_it_claims():
     rng = np.random.default_rng(0)
-    images = rng.random(1000) < 0.7
+    for n in (3, 5, 10):
+        mde = minimal_detectable_effect(1.0, n)
+        d = rng.normal(mde, 1.0, (4000, n))
+        from scipy.stats import ttest_1samp
 
-    def model(shift):  # per-image correctness of one trained model: the shared images, moved by its seed
-        return (rng.random(1000) < np.clip(0.7 + shift, 0, 1)) | (images & (rng.random(1000) < 0.3))
-
-    a = np.stack([model(s) for s in (0.10, -0.05, 0.12, -0.06, 0.08)]).astype(float)  # seed draws of one procedure
-    b = np.stack([model(s) for s in (-0.10, 0.05, -0.13, 0.06, -0.07)]).astype(float)  # and of the other
-    old = paired_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)
-    new = hierarchical_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)
-    assert old.estimate == new.estimate
-    assert not (old.low <= 0 <= old.high)  # the old interval claims an effect
-    assert new.low <= 0 <= new.high and (new.high - new.low) > 3 * (old.high - old.low)
-    assert new == hierarchical_bootstrap(a, b, mean_difference, n_boot=1000, seed=0)  # seeded
+        assert np.mean(ttest_1samp(d, 0.0, axis=1).pvalue < 0.05) == pytest.approx(0.8, abs=0.03)
 
 
-def test_hierarchical_bootstrap_needs_three_seeds_and_covers_a_real_effect():
-    rng = np.random.default_rng(1)
-    b = rng.random((2, 300))
-    ci = hierarchical_bootstrap(b + 0.1, b, mean_difference, n_boot=200)
-    assert ci.estimate == pytest.approx(0.1) and math.isnan(ci.low) and math.isnan(ci.high)
-    b = rng.random((6, 300))
-    a = b + 0.1 + rng.normal(0, 0.01, (6, 1)) + rng.normal(0, 0.05, (6, 300))
-    ci = hierarchical_bootstrap(a, b, mean_difference, n_boot=500)
-    assert ci.low < 0.1 < ci.high and ci.low > 0.05
+def test_probability_best_is_paired_and_sums_to_one():
+    p = probability_best({"a": [0.9, 0.8, 0.85], "b": [0.5, 0.4, 0.45], "c": [0.91, 0.79, 0.86]})
+    assert sum(p.values()) == pytest.approx(1.0) and p["b"] == 0.0 and p["a"] > 0 and p["c"] > 0
+    assert probability_best({"a": [1.0, 2.0], "b": [3.0, 4.0]}, higher_is_better=False)["a"] == 1.0

@@ -157,7 +157,7 @@ class Minimal(Evaluation):
                     metric,
                     "median",
                     "distance",
-                    "median-shift",
+                    "log-ratio",
                     percent=False,
                     distribution_plot="minimal",
                 )

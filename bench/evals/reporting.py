@@ -51,15 +51,25 @@ class Summary:
     metric: MetricId
     statistic: str  # the stored number per model seed ('accuracy', 'median', 'mean accuracy')
     examples: str  # the per-image values its paired test resamples ('accuracy', 'distance', ...)
-    # the paired comparison: accuracy (per seed McNemar on per-image correctness, and the mean
-    # difference), median shift or mean difference of per-image values; 'none': not compared
-    test: Literal["mcnemar", "median-shift", "mean-difference", "none"]
+    # the paired comparison, one statistic per training seed: accuracy (the difference, and a
+    # McNemar test per seed on per-image correctness), mean difference, median shift, or the log
+    # ratio of medians (shown as a % change); 'none': not compared
+    test: Literal["mcnemar", "median-shift", "mean-difference", "log-ratio", "none"]
     percent: bool = True
     higher_is_better: bool = True
-    ranked: bool = True  # takes part in the ranks (a measurement that is not a merit does not)
+    ranked: bool = True  # in the probability-of-being-best table (a measurement that is not a merit is not)
     distribution_plot: str = ""  # figure file stem for the ECDF of the per-image values
     robustbench: str = ""  # a RobustBench model-info field it fills ('clean_acc')
     note: str = ""  # what the column means, listed under the table
+
+
+# a summary's test -> the name of its contrast (deltas.csv 'summary'; an endpoint's 'summary')
+CONTRAST_NAMES = {
+    "mcnemar": "accuracy",
+    "mean-difference": "mean difference",
+    "median-shift": "median shift",
+    "log-ratio": "log ratio of medians",
+}
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,13 @@ class ReportSpec:
 
     def metrics(self) -> set[MetricId]:
         return {c.metric for c in self.curves} | {s.metric for s in self.summaries}
+
+    def contrasts(self) -> dict[str, set[str]]:
+        """metric label -> the contrasts its numbers offer ('accuracy' of a curve needs a grid point)."""
+        out: dict[str, set[str]] = {}
+        for s in self.summaries:
+            if s.test != "none":
+                out.setdefault(s.metric.label, set()).add(CONTRAST_NAMES[s.test])
+        for c in self.curves:
+            out.setdefault(c.metric.label, set()).update({"AUC", "accuracy"})
+        return out

@@ -71,7 +71,7 @@ class Similarity(Evaluation):
                     self.metric,
                     "correlation",
                     "",
-                    "none",
+                    "mean-difference",
                     percent=False,
                     ranked=False,
                     note=f"brain similarity: {label}",

@@ -68,14 +68,14 @@ def cell_job(run: RunSpec, model: str, seed: int, spec_index: int, checkpoints: 
     from bench.numerics import evaluation_numerics
     from bench.runtime import resolve_device
     from bench.store.cellfiles import cells_dir, write_cell_file
-    from bench.suite.runner import CellComputer, cell_key, plan_cells, subsets_of
+    from bench.suite.runner import CellComputer, cell_key, plan_cells, subset_size, subsets_of
 
     suite, dev = run.suite, resolve_device(run.device)
     data_root = Path(run.data_root) if run.data_root else None
     ds = load_dataset(suite.dataset, data_root)
     cell = next(
         c
-        for c in plan_cells(suite, min(suite.subset.size, len(ds.test_y)), (seed,))
+        for c in plan_cells(suite, subset_size(ds, suite), (seed,))
         if c.card.name == model and c.spec_index == spec_index
     )
     checkpoints = {k: (Path(p), h) for k, (p, h) in checkpoints.items()}

@@ -89,9 +89,14 @@ def collect(suite: SuiteCard, store: ResultStore, plan: list[Cell]) -> SuiteResu
             examples[(c.card.name, c.seed, metric, param, statistic, attack)] = values
     results = pd.DataFrame(results, columns=RESULT_COLUMNS)
     evaluated = {(r["model"], r["checkpoint_hash"].split("+")[0]) for r in cells}  # transfer adds its source's hash
-    trainings = pd.DataFrame(store.trainings(evaluated))
-    if not trainings.empty:  # in the suite's model order and by seed, however they were recorded
-        order = {c.name: k for k, c in enumerate(suite.cards)}
-        trainings = trainings.sort_values(["model", "seed"], key=lambda c: c.map(order) if c.name == "model" else c)
-        trainings = trainings.reset_index(drop=True)
+    trainings = order_trainings(pd.DataFrame(store.trainings(evaluated)), suite)
     return SuiteResults(suite, results, pd.DataFrame(cells), trainings, examples, missing)
+
+
+def order_trainings(trainings: pd.DataFrame, suite: SuiteCard) -> pd.DataFrame:
+    """In the suite's model order and by seed, however they were recorded."""
+    if trainings.empty:
+        return trainings
+    order = {c.name: k for k, c in enumerate(suite.cards)}
+    trainings = trainings.sort_values(["model", "seed"], key=lambda c: c.map(order) if c.name == "model" else c)
+    return trainings.reset_index(drop=True)

@@ -19,13 +19,16 @@ from bench.errors import BenchError
 from bench.evals.reporting import ReportSpec
 from bench.io import ensure_writable_folder, recover_folder, replace_folder
 from bench.report import exports, plots, render
-from bench.report.collect import SuiteResults, collect, csv_table
+from bench.report.bundle import write_bundle
+from bench.report.collect import SuiteResults, collect
+from bench.report.inference import EndpointResult, Inference, comparison_table, evaluate_endpoints, paired_deltas
+from bench.report.registration import endpoint_registration
 from bench.report.summary import (
+    best_table,
     comparison_pairs,
-    delta_table,
     detail_tables,
     main_table,
-    paired_deltas,
+    provenance_flags,
     sanity_flags,
     seed_summary,
 )
@@ -39,9 +42,12 @@ class Leaderboard:
     specs: list[ReportSpec]  # how each evaluation is reported, as it declares
     table: pd.DataFrame  # one row per model
     deltas: pd.DataFrame  # long: every paired comparison point and summary
-    delta_table: pd.DataFrame
+    delta_table: pd.DataFrame  # the comparisons shown: one row per (model, reference, column)
     flags: list[str]
     details: list[tuple[str, str, pd.DataFrame]] = field(default_factory=list)  # evaluations' own tables
+    endpoints: list[EndpointResult] = field(default_factory=list)  # the card's primary endpoints, evaluated
+    registration: list[str] = field(default_factory=list)  # whether they were committed before training
+    best: pd.DataFrame = field(default_factory=pd.DataFrame)  # probability of being best per column
 
     suite = property(lambda self: self.data.suite)
     results = property(lambda self: self.data.results)
@@ -56,22 +62,43 @@ class Leaderboard:
         return render.latex(self)
 
 
+def inference_of(suite: SuiteCard) -> Inference:
+    c = suite.compare
+    return Inference(method=c.interval, level=c.level, n_boot=c.resamples)
+
+
 def build_leaderboard(suite: SuiteCard, store: ResultStore, plan: list[Cell]) -> Leaderboard:
-    data, specs = collect(suite, store, plan), report_specs(suite)
+    return leaderboard_of(collect(suite, store, plan), report_specs(suite))
+
+
+def leaderboard_of(
+    data: SuiteResults, specs: list[ReportSpec], how: Inference | None = None, card_path: Path | None = None
+) -> Leaderboard:
+    """Every table of a report from collected results (the store's, or a report folder's);
+    ``card_path``: the suite card whose git history dates its endpoints (default: the suite's own)."""
+    suite = data.suite
     models = [c.name for c in suite.cards]
     if data.results.empty:
         return Leaderboard(data, specs, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), [])
     labels = {c.name: c.regularizer_label for c in suite.cards}
     pairs = comparison_pairs(labels, suite.compare.baseline or None, suite.compare.control or None)
-    deltas = paired_deltas(data.results, data.examples, pairs, specs)
+    primary = {(e.model, e.reference, e.evaluation, e.param, e.summary) for e in suite.endpoints}
+    pairs += [(e.model, e.reference) for e in suite.endpoints if (e.model, e.reference) not in pairs]
+    deltas = paired_deltas(data.results, data.examples, pairs, specs, how or inference_of(suite), primary)
+    registration, late = (
+        endpoint_registration(card_path or Path(suite.path), data.trainings) if suite.endpoints else ([], [])
+    )
     return Leaderboard(
         data,
         specs,
         main_table(data.results, models, specs),
         deltas,
-        delta_table(deltas, specs),
-        sanity_flags(data.results, data.cells, specs),
+        comparison_table(deltas, specs),
+        sanity_flags(data.results, data.cells, specs) + provenance_flags(data.cells, data.trainings) + late,
         detail_tables(data.results, models, specs),
+        evaluate_endpoints(suite.endpoints, data.results, specs),
+        registration,
+        best_table(data.results, models, specs),
     )
 
 
@@ -84,7 +111,7 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
     (tmp / "leaderboard.md").write_text(render.markdown(board, list(figures)))
     (tmp / "leaderboard.tex").write_text(board.latex())
     (tmp / "index.html").write_text(render.html_page(board, figures))
-    csv_table(board.results).to_csv(tmp / "results.csv", index=False)
+    write_bundle(board.data, tmp)
     board.deltas.to_csv(tmp / "deltas.csv", index=False)
     cards = {c.name: c for c in board.suite.cards}
     (tmp / "models").mkdir()
@@ -114,13 +141,16 @@ def report_destination(reports_dir: Path, suite: str) -> Path:
 
 
 def write_reports(board: Leaderboard, reports_dir: Path) -> Path:
+    return publish(board, report_destination(reports_dir, board.suite.name))
+
+
+def publish(board: Leaderboard, dest: Path) -> Path:
     """Written whole into a hidden sibling folder, then published by one rename; leftovers of a
     killed run (and of older versions, inside the folder) are cleaned first."""
     if board.results.empty:
         raise BenchError(
             f"suite {board.suite.name!r}: no results in the store; run 'bench run {board.suite.name}' first"
         )
-    dest = report_destination(reports_dir, board.suite.name)
     recover_folder(dest)
     for legacy in dest.glob(".tmp-*") if dest.is_dir() else []:
         shutil.rmtree(legacy, ignore_errors=True)

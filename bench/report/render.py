@@ -13,15 +13,50 @@ from tabulate import tabulate
 
 from bench.stats import MIN_SEEDS
 
-DELTA_NOTE = (
-    f"Δ = model − reference, the mean over the training seeds both have (column 'seeds') on the same "
-    "evaluation images, which saw the same noise and corruptions (common random numbers). Brackets: 95% "
-    "percentile bootstrap over training seeds and images together (seeds resampled, then images within "
-    f"them; 2,000 resamples, seed 0), so they include the training-seed variance; with fewer than {MIN_SEEDS} "
-    "seeds no interval is shown, because a training effect cannot be told from one run's luck without "
-    "its seed variance. AUC: mean accuracy over the evaluation's grid (trapezoid rule). deltas.csv has "
-    "every point, and per training seed an exact McNemar test: it compares those two sets of weights "
-    "on these images, not the training procedures."
+INTERVAL_WORDS = {
+    "t": "Student-t interval on the per-seed statistics (df = seeds - 1): the training seed is the unit of "
+    "replication, and the interval is about the training procedures on these evaluation images",
+    "hierarchical-bootstrap": "percentile bootstrap, seeds resampled and then images within each seed (it "
+    "covers less than its level at few seeds: tests/test_coverage.py)",
+    "crossed-bootstrap": "percentile bootstrap, seeds resampled and one image resample shared by all seeds "
+    "(images as a random factor: the question of new images; below its level at few seeds)",
+}
+
+
+def delta_note(board) -> str:
+    c = board.suite.compare
+    return (
+        "Δ = model − reference: the mean over the training seeds both have of one paired statistic per seed "
+        "(the difference of accuracies or AUCs on the same evaluation images, which saw the same noise and "
+        "corruptions; for minimal perturbations the log ratio of the two medians, shown as a % change). "
+        f"{c.level * 100:g}% CI: {INTERVAL_WORDS[c.interval]}; none with fewer than {MIN_SEEDS} seeds. p: exact "
+        "sign-flip permutation test of the per-seed statistics (all 2^S sign patterns; with 3 seeds the smallest "
+        "possible p is 0.25, so 3 seeds cannot show an effect; with 10, 0.002); p Holm: adjusted over each table. MDE 80%: the "
+        "true effect a two-sided t test at 5% would detect with 80% power, given the per-seed SD. Every row is "
+        "exploratory unless marked primary (the card's endpoints). AUC: mean accuracy over the evaluation's grid "
+        "(trapezoid rule). deltas.csv has every grid point, and per training seed an exact McNemar test: it "
+        "compares those two sets of weights on these images, not the training procedures."
+    )
+
+
+FAMILY_TITLES = {
+    "comparisons table": "Robustness and accuracy",
+    "regularizer checks": "What the regularizer did (similarity; its own Holm family)",
+}
+
+
+def comparison_tables(board) -> list[tuple[str, pd.DataFrame]]:
+    """The comparisons table split by Holm family: (title, rows without the family column)."""
+    t = board.delta_table
+    if not len(t):
+        return []
+    return [(FAMILY_TITLES.get(f, f), g.drop(columns="family")) for f, g in t.groupby("family", sort=False)]
+
+
+BEST_NOTE = (
+    "Probability of being best in each column (higher is better, or lower for a loss) over a bootstrap of "
+    "the training seeds all models share, drawn alike for every model; 2,000 resamples. With few seeds it "
+    "is a description of the spread, not a test."
 )
 
 
@@ -31,7 +66,7 @@ def protocol_text(board) -> str:
     return (
         f"Dataset `{s.dataset}`, evaluation subset of {s.subset.size} test images (seed {s.subset.seed}, hash "
         f"`{subset}`), training seeds {list(s.seeds)}. Accuracies in %, mean ± SEM over training seeds (SEM "
-        "only with more than one seed); the rank of each column is in parentheses (1 = best). Robust accuracy "
+        "only with more than one seed). Robust accuracy "
         "counts clean errors as failures (Foolbox semantics). Minimal perturbations are medians over images at "
         "[0,1] pixel scale of the smallest found by the attack ensemble: upper bounds on the true minimum. "
         "Evaluations with max_images run on the first images of the subset (see 'What was evaluated')."
@@ -111,6 +146,9 @@ def markdown(board, plots: list[str]) -> str:
     s = board.suite
     md = lambda df: tabulate(df, headers="keys", tablefmt="github", showindex=False) if len(df) else "(none)"  # noqa: E731
     out = [f"# Leaderboard: suite `{s.name}` (version {s.version})", ""]
+    if board.endpoints:
+        out += ["## Primary endpoints", "", *[f"- {e.line()}" for e in board.endpoints], ""]
+        out += [*endpoint_notes(board), ""]
     if s.description:
         out += [s.description, ""]
     out += [
@@ -123,16 +161,11 @@ def markdown(board, plots: list[str]) -> str:
         *[f"- {n}" for n in column_notes(board)],
         *([""] if column_notes(board) else []),
     ]
-    out += [
-        "## Paired comparisons",
-        "",
-        DELTA_NOTE,
-        "",
-        md(board.delta_table),
-        "",
-        "Every point (each level and epsilon), with its per-seed McNemar tests, is in `deltas.csv`.",
-        "",
-    ]
+    if len(board.best):
+        out += ["## Probability of being best", "", BEST_NOTE, "", md(board.best), ""]
+    out += ["## Paired comparisons (exploratory unless primary)", "", delta_note(board), ""]
+    for title, table in comparison_tables(board):
+        out += [f"### {title}", "", md(table), ""]
     for title, note, table in board.details:
         out += [f"## {title}", "", *([note, ""] if note else []), md(table), ""]
     out += ["## Sanity flags", "", *([f"- {f}" for f in board.flags] or ["- none raised"]), ""]
@@ -160,6 +193,20 @@ def markdown(board, plots: list[str]) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def endpoint_notes(board) -> list[str]:
+    """Where each endpoint's numbers and verdicts come from."""
+    if not board.endpoints:
+        return []
+    return [
+        "Primary endpoints are the suite card's [[endpoints]], tested on the per-seed paired statistic and "
+        "Holm-adjusted among themselves. Verdicts: met (the effect lies on the claimed side), not met (the "
+        "interval lies on the other side, or within the stated equivalence margin, or the health rule fails), "
+        "inconclusive (neither; borderline when the adjusted p is below twice alpha). "
+        + "Order of endpoints and data: "
+        + " ".join(board.registration)
+    ]
 
 
 def latex(board) -> str:
@@ -192,7 +239,7 @@ def latex(board) -> str:
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        f"% suite {board.suite.name} v{board.suite.version}: mean ± SEM over seeds {list(board.suite.seeds)}, rank in parentheses",
+        f"% suite {board.suite.name} v{board.suite.version}: mean ± SEM over seeds {list(board.suite.seeds)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -229,16 +276,33 @@ def html_page(board, plots: dict[str, Path]) -> str:
         if not board.trainings.empty
         else pd.DataFrame()
     )
+    endpoints = (
+        "<h2>Primary endpoints</h2><ul>"
+        + "".join(f"<li>{e(x.line()).replace('**', '')}</li>" for x in board.endpoints)
+        + "</ul>"
+        + "".join(f"<p class='note'>{e(n)}</p>" for n in endpoint_notes(board))
+        if board.endpoints
+        else ""
+    )
+    best = (
+        f"<h2>Probability of being best</h2><p class='note'>{e(BEST_NOTE)}</p>{_table_html(board.best)}"
+        if len(board.best)
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(s.name)} leaderboard</title><style>{CSS}</style></head>
 <body>
 <h1>Leaderboard: suite <code>{e(s.name)}</code> (version {s.version})</h1>
+{endpoints}
 <p>{e(s.description)}</p><p class="note">{e(protocol_text(board))}</p>
 <h2>Models</h2>{_table_html(board.table)}<ul class="note">{
         "".join(f"<li>{e(n)}</li>" for n in column_notes(board))
     }</ul>
-<h2>Paired comparisons</h2><p class="note">{e(DELTA_NOTE)}</p>{_table_html(board.delta_table)}
+{best}
+<h2>Paired comparisons (exploratory unless primary)</h2><p class="note">{e(delta_note(board))}</p>{
+        _table_html(board.delta_table)
+    }
 {
         "".join(
             f"<h2>{e(title)}</h2>" + (f"<p class='note'>{e(note)}</p>" if note else "") + _table_html(table)

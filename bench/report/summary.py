@@ -1,7 +1,7 @@
 """Pure functions from collected results to the numbers a leaderboard shows: per-seed summaries
-(AUC, medians), mean ± SEM over seeds, ranks, paired deltas with bootstrap CIs and McNemar
-tests, and sanity flags. No I/O here, and no evaluation is known by name: every table is built
-from the evaluations' own declarations (``ReportSpec``)."""
+(AUC, medians), mean ± SEM over seeds, each model's probability of being best, and sanity flags
+(paired contrasts and endpoints: bench.report.inference). No I/O here, and no evaluation is
+known by name: every table is built from the evaluations' own declarations (``ReportSpec``)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,14 @@ import json
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from bench.evals.reporting import Curve, MetricId, ReportSpec, Summary
-from bench.stats import (
-    curve_auc,
-    hierarchical_bootstrap,
-    mcnemar,
-    mean_difference,
-    mean_sem,
-    median_shift,
-    per_image_auc,
-    ranks,
-)
+from bench.codestate import state_label
+from bench.evals.reporting import Curve, ReportSpec, Summary
+from bench.report.inference import auc_column, curve_points, rows_of
+from bench.stats import curve_auc, mean_sem, probability_best
 
 MASKING_MARGIN = 0.02  # a black-box curve beating its white-box curve by more than this: gradient masking sign
-TESTS = {"median-shift": ("median shift", median_shift), "mean-difference": ("mean accuracy", mean_difference)}
 
 
 @dataclass(frozen=True)
@@ -46,10 +37,6 @@ def summaries(specs: list[ReportSpec]) -> list[Summary]:
     return [x for s in specs for x in s.summaries]
 
 
-def auc_column(curve: Curve) -> str:
-    return f"{curve.metric.label} AUC"
-
-
 def columns(specs: list[ReportSpec]) -> list[Column]:
     """In the suite's evaluation order: each evaluation's summaries, then its headline curves."""
     out = []
@@ -57,15 +44,6 @@ def columns(specs: list[ReportSpec]) -> list[Column]:
         out += [Column(s.column, s.percent, s.higher_is_better, s.ranked) for s in spec.summaries]
         out += [Column(auc_column(c), True, True) for c in spec.curves if c.headline]
     return out
-
-
-def rows_of(df: pd.DataFrame, metric: MetricId) -> pd.DataFrame:
-    return df[(df["metric"] == metric.name) & (df["source"] == metric.source)]
-
-
-def curve_points(e: pd.DataFrame) -> pd.DataFrame:
-    """The accuracy points of one curve (not its sanity probe), by parameter."""
-    return e[(e["statistic"] == "accuracy") & (e["attack"] == "")].sort_values("param")
 
 
 def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -109,31 +87,45 @@ def _fmt(mean: float, sem: float, n: int, percent: bool) -> str:
 
 
 def main_table(df: pd.DataFrame, models: list[str], specs: list[ReportSpec]) -> pd.DataFrame:
-    """One row per model (seeds aggregated): mean ± SEM of each column with its rank in
-    parentheses (1 = best in the column's direction), and the mean rank."""
+    """One row per model (seeds aggregated): mean ± SEM of each column. No ranks: an order of
+    means says nothing of whether their errors overlap (``best_table`` does)."""
     per_seed = headline_per_seed(df, specs)
     if per_seed.empty:
         return pd.DataFrame()
     present_columns = set(per_seed["column"])
     cols = [c for c in columns(specs) if c.name in present_columns]
     stats = {(m, c): mean_sem(g["value"]) for (m, c), g in per_seed.groupby(["model", "column"], sort=False)}
-    present = [m for m in models if m in set(per_seed["model"])]
-    ranked = [c for c in cols if c.ranked]
-    rank_of = {
-        c.name: dict(zip(present, ranks([stats.get((m, c.name), (math.nan,))[0] for m in present], c.higher_is_better)))
-        for c in ranked
-    }
     rows = []
-    for m in present:
+    for m in [m for m in models if m in set(per_seed["model"])]:
         mine = per_seed[per_seed["model"] == m]
         row = {"model": m, "regularizer": mine["regularizer"].iloc[0], "seeds": int(mine["seed"].nunique())}
         for c in cols:
             mean, sem, n = stats.get((m, c.name), (math.nan, math.nan, 0))
-            rank = f" ({rank_of[c.name][m]})" if c.ranked else ""
-            row[c.name + (" %" if c.percent else "")] = _fmt(mean, sem, n, c.percent) + rank
-        row["mean rank"] = f"{np.mean([rank_of[c.name][m] for c in ranked]):.1f}" if ranked else "-"
+            row[c.name + (" %" if c.percent else "")] = _fmt(mean, sem, n, c.percent)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def best_table(df: pd.DataFrame, models: list[str], specs: list[ReportSpec], n_boot: int = 2000) -> pd.DataFrame:
+    """Per ranked column, each model's probability of being best over a seed bootstrap (the
+    seeds all models share, drawn alike for every model: they are paired). Empty with fewer than
+    two models or two shared seeds."""
+    per_seed = headline_per_seed(df, specs)
+    if per_seed.empty:
+        return pd.DataFrame()
+    present = [m for m in models if m in set(per_seed["model"])]
+    shared = sorted(set.intersection(*[set(per_seed[per_seed["model"] == m]["seed"]) for m in present]))
+    if len(present) < 2 or len(shared) < 2:
+        return pd.DataFrame()
+    table = {"model": present}
+    for c in [c for c in columns(specs) if c.ranked and c.name in set(per_seed["column"])]:
+        values = {}
+        for m in present:
+            v = per_seed[(per_seed["model"] == m) & (per_seed["column"] == c.name)].set_index("seed")["value"]
+            values[m] = v.reindex(shared).to_numpy(float)
+        p = probability_best(values, c.higher_is_better, n_boot)
+        table[c.name] = [f"{p[m]:.2f}" if not math.isnan(p[m]) else "n/a" for m in present]
+    return pd.DataFrame(table)
 
 
 def comparison_pairs(
@@ -150,193 +142,6 @@ def comparison_pairs(
             if ref is not None and m != ref and not (m == baseline and ref == control) and (m, ref) not in pairs:
                 pairs.append((m, ref))
     return pairs
-
-
-def _stack(examples: dict, model: str, seeds: list[int], metric: MetricId, param, statistic: str) -> np.ndarray | None:
-    arrays = [examples.get((model, s, metric, param, statistic, "")) for s in seeds]
-    if any(a is None for a in arrays) or len({len(a) for a in arrays}) != 1:
-        return None
-    return np.stack(arrays)
-
-
-DELTA_COLUMNS = [
-    "model",
-    "reference",
-    "evaluation",
-    "param",
-    "summary",
-    "scope",
-    "seed",
-    "delta",
-    "ci_low",
-    "ci_high",
-    "mcnemar_p",
-    "model_only",
-    "reference_only",
-    "seeds",
-    "images",
-]
-
-
-def _effect(model, ref, metric: MetricId, param, summary, ci, seeds, images) -> dict:
-    """A training effect: the model's training procedure against the reference's, over seeds and
-    images (hierarchical bootstrap; no interval with fewer than three seeds)."""
-    return {
-        "model": model,
-        "reference": ref,
-        "evaluation": metric.label,
-        "param": param,
-        "summary": summary,
-        "scope": "seeds and images",
-        "seed": None,
-        "delta": ci.estimate,
-        "ci_low": ci.low,
-        "ci_high": ci.high,
-        "mcnemar_p": math.nan,
-        "model_only": None,
-        "reference_only": None,
-        "seeds": len(seeds),
-        "images": images,
-    }
-
-
-def _per_seed_mcnemar(model, ref, metric: MetricId, param, seeds, a: np.ndarray, b: np.ndarray) -> list[dict]:
-    """McNemar per training seed: those two sets of weights on the same images, nothing more."""
-    rows = []
-    for k, s in enumerate(seeds):
-        t = mcnemar(a[k], b[k])
-        rows.append(
-            {
-                "model": model,
-                "reference": ref,
-                "evaluation": metric.label,
-                "param": param,
-                "summary": "accuracy",
-                "scope": "these weights",
-                "seed": s,
-                "delta": float((a[k] - b[k]).mean()),
-                "ci_low": math.nan,
-                "ci_high": math.nan,
-                "mcnemar_p": t.p_value,
-                "model_only": t.a_only,
-                "reference_only": t.b_only,
-                "seeds": 1,
-                "images": a.shape[1],
-            }
-        )
-    return rows
-
-
-def paired_deltas(
-    df: pd.DataFrame,
-    examples: dict,
-    pairs: list[tuple[str, str]],
-    specs: list[ReportSpec],
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Differences model - reference on the same images and training seeds: per accuracy point,
-    per curve (AUC) and per summary (its declared test), each a training effect with its
-    seed-and-image interval; per accuracy point also a McNemar test per seed (those weights)."""
-    rows = []
-    for model, ref in pairs:
-        seeds = sorted(set(df[df["model"] == model]["seed"]) & set(df[df["model"] == ref]["seed"]))
-        if not seeds:
-            continue
-        mine = df[df["model"] == model]
-        for spec in specs:
-            for s in spec.summaries:
-                if s.test == "none":
-                    continue
-                a = _stack(examples, model, seeds, s.metric, None, s.examples)
-                b = _stack(examples, ref, seeds, s.metric, None, s.examples)
-                if a is None or b is None or a.shape != b.shape:
-                    continue
-                name, fn = ("accuracy", mean_difference) if s.test == "mcnemar" else TESTS[s.test]
-                rows.append(
-                    _effect(
-                        model,
-                        ref,
-                        s.metric,
-                        None,
-                        name,
-                        hierarchical_bootstrap(a, b, fn, n_boot, seed),
-                        seeds,
-                        a.shape[1],
-                    )
-                )
-                if s.test == "mcnemar":
-                    rows += _per_seed_mcnemar(model, ref, s.metric, None, seeds, a, b)
-            for c in spec.curves:
-                params = sorted(set(curve_points(rows_of(mine, c.metric))["param"].dropna()))
-                stacks = [
-                    (
-                        p,
-                        _stack(examples, model, seeds, c.metric, p, "accuracy"),
-                        _stack(examples, ref, seeds, c.metric, p, "accuracy"),
-                    )
-                    for p in params
-                ]
-                if not stacks or any(a is None or b is None or a.shape != b.shape for _, a, b in stacks):
-                    continue
-                for p, a, b in stacks:
-                    rows.append(
-                        _effect(
-                            model,
-                            ref,
-                            c.metric,
-                            p,
-                            "accuracy",
-                            hierarchical_bootstrap(a, b, mean_difference, n_boot, seed),
-                            seeds,
-                            a.shape[1],
-                        )
-                    )
-                    rows += _per_seed_mcnemar(model, ref, c.metric, p, seeds, a, b)
-                a = per_image_auc(params, np.stack([s[1] for s in stacks], axis=1))
-                b = per_image_auc(params, np.stack([s[2] for s in stacks], axis=1))
-                rows.append(
-                    _effect(
-                        model,
-                        ref,
-                        c.metric,
-                        None,
-                        "AUC",
-                        hierarchical_bootstrap(a, b, mean_difference, n_boot, seed),
-                        seeds,
-                        a.shape[1],
-                    )
-                )
-    return pd.DataFrame(rows, columns=DELTA_COLUMNS)
-
-
-def delta_table(deltas: pd.DataFrame, specs: list[ReportSpec]) -> pd.DataFrame:
-    """The leaderboard's second table: one row per (model, reference), one column per summary
-    and headline curve."""
-    if deltas.empty:
-        return pd.DataFrame()
-    shown = []  # (evaluation label, summary kind, column, percent), in main-table order
-    for spec in specs:
-        for s in spec.summaries:
-            if s.test != "none":
-                kind = "accuracy" if s.test == "mcnemar" else TESTS[s.test][0]
-                shown.append((s.metric.label, kind, f"Δ {s.column}" + (" (pp)" if s.percent else ""), s.percent))
-        shown += [(c.metric.label, "AUC", f"Δ {auc_column(c)} (pp)", True) for c in spec.curves if c.headline]
-    effects = deltas[deltas["scope"] == "seeds and images"]
-    rows = []
-    for (model, ref), d in effects.groupby(["model", "reference"], sort=False):
-        row = {"model": model, "vs": ref, "seeds": int(d["seeds"].iloc[0])}
-        for label, kind, column, percent in shown:
-            r = d[(d["evaluation"] == label) & (d["summary"] == kind) & d["param"].isna()]
-            if r.empty:
-                continue
-            r, scale, fmt = r.iloc[0], (100 if percent else 1), (".1f" if percent else ".3g")
-            text = f"{r['delta'] * scale:+{fmt}}"
-            if not math.isnan(r["ci_low"]):
-                text += f" [{r['ci_low'] * scale:+{fmt}}, {r['ci_high'] * scale:+{fmt}}]"
-            row[column] = text
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame, specs: list[ReportSpec]) -> list[str]:
@@ -360,6 +165,49 @@ def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame, specs: list[ReportSpec])
                         f"{c.whitebox.label} ({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: "
                         "suspect gradient masking"
                     )
+    return flags
+
+
+def code_states(cells: pd.DataFrame, trainings: pd.DataFrame) -> dict[str, dict]:
+    """Code state label -> the trainings ('model seed S') and the number of cells computed with
+    it, from their provenance; 'not recorded' for numbers made before it was recorded."""
+    states: dict[str, dict] = {}
+
+    def add(label: str) -> dict:
+        return states.setdefault(label, {"trainings": [], "cells": 0})
+
+    for _, t in trainings.iterrows():
+        recorded = json.loads(t.get("provenance") or "{}").get("training", {}).get("code") or []
+        for state in recorded or [None]:
+            add(state_label(state) if state else "not recorded")["trainings"].append(f"{t['model']} seed {t['seed']}")
+    for _, c in cells.iterrows():
+        state = json.loads(c.get("provenance") or "{}").get("code")
+        add(state_label(state) if state else "not recorded")["cells"] += 1
+    return states
+
+
+def provenance_flags(cells: pd.DataFrame, trainings: pd.DataFrame) -> list[str]:
+    """A report's numbers from more than one code state, or from uncommitted code, say so."""
+    states = code_states(cells, trainings)
+    known = {k: v for k, v in states.items() if k != "not recorded"}
+    parts = [
+        f"{label}: {len(v['trainings'])} trainings"
+        + (f" ({', '.join(v['trainings'][:4])}{', …' if len(v['trainings']) > 4 else ''})" if v["trainings"] else "")
+        + f", {v['cells']} cells"
+        for label, v in states.items()
+    ]
+    flags = []
+    if len(known) > 1:
+        flags.append(f"provenance: the numbers come from {len(states)} code states: " + "; ".join(parts))
+    dirty = [label for label in known if "(dirty)" in label]
+    if dirty:
+        flags.append(f"provenance: uncommitted code made some numbers ({'; '.join(dirty)})")
+    notes = {
+        json.loads(p or "{}").get("reconstructed")
+        for frame in (cells, trainings)
+        for p in (frame["provenance"] if "provenance" in frame else [])
+    } - {None}
+    flags += [f"provenance: {note}" for note in sorted(notes)]
     return flags
 
 

@@ -8,6 +8,7 @@ leaderboard reads exactly the cells of this plan."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from bench.cards import EvalSpec, ModelCard, SuiteCard
+from bench.cards import EvalSpec, ModelCard, SuiteCard, suite_card_hash
+from bench.codestate import Clock
 from bench.config import canonical_json
-from bench.data import ImageDataset, eval_subset, load_dataset, to_float
+from bench.data import ImageDataset, eval_subset, load_dataset, to_float, train_val_split
 from bench.errors import BenchError, CheckpointError
 from bench.evals import EVALUATIONS, EvalContext, EvalOutput, Evaluation
 from bench.evals.base import DataFiles, SourceModels, predict
@@ -83,12 +85,34 @@ class Subset:
     digest: str
 
 
+def evaluation_pool(ds: ImageDataset, suite: SuiteCard) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images, labels, their indices in their split) the suite's subset is drawn from: the test
+    split, or the validation split its zoo models hold out (which they must share)."""
+    if suite.subset.split == "test":
+        return ds.test_x, ds.test_y, torch.arange(len(ds.test_y))
+    splits = {(c.trainer.val_fraction, c.trainer.split_seed) for c in suite.cards if not c.external}
+    if len(splits) != 1:
+        raise BenchError(
+            f"suite {suite.name!r}: subset.split = 'validation' needs zoo models that share one validation "
+            f"split (trainer.val_fraction, split_seed); they have {sorted(splits)}"
+        )
+    ((fraction, seed),) = splits
+    _, val = train_val_split(len(ds.train_y), fraction, seed)
+    return ds.train_x[val], ds.train_y[val], val
+
+
+def subset_size(ds: ImageDataset, suite: SuiteCard) -> int:
+    """How many images the suite evaluates: its subset size, at most its split's."""
+    return min(suite.subset.size, len(evaluation_pool(ds, suite)[1]))
+
+
 def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> Subset:
     """The suite's fixed subset, cut to its first n images for evaluations with max_images."""
-    idx, digest = eval_subset(ds.test_x, ds.test_y, suite.subset.size, suite.subset.seed)
+    x, y, pool = evaluation_pool(ds, suite)
+    idx, digest = eval_subset(x, y, suite.subset.size, suite.subset.seed)
     if n < len(idx):
         idx, digest = idx[:n], hashlib.sha256(f"{digest}:{n}".encode()).hexdigest()[:16]
-    return Subset(to_float(ds.test_x[idx]), ds.test_y[idx], torch.as_tensor(idx), digest)
+    return Subset(to_float(x[idx]), y[idx], torch.as_tensor(pool[idx]), digest)
 
 
 def plan_cells(suite: SuiteCard, n_subset: int, seeds: tuple[int, ...] | None = None) -> list[Cell]:
@@ -154,7 +178,7 @@ def external_checkpoints(
 
     out: Checkpoints = {}
     externals = [c for c in suite.cards if c.external]
-    x = subset_for(ds, suite, min(suite.subset.size, len(ds.test_y))).x if externals and probe else None
+    x = subset_for(ds, suite, subset_size(ds, suite)).x if externals and probe else None
     for card in externals:
         check_contract(card, ds)
         model = card.load(dev)
@@ -268,7 +292,7 @@ class CellComputer:
         self.seed = perturbation_seed(suite)
         self.numerics = evaluation_numerics(dev)
         self.packages, self.device_label = package_versions(), device_label(dev)
-        self.provenance = provenance(dev, self.numerics)
+        self.provenance = {**json.loads(provenance(dev, self.numerics)), "suite_card": suite_card_hash(suite)}
 
     def compute(self, cell: Cell) -> tuple[dict, EvalOutput]:
         """(the store's metadata of the cell, its output)."""
@@ -283,7 +307,7 @@ class CellComputer:
             indices=sub.indices,
             resources=_resources(cell, self.suite, self.checkpoints, self.dev, self.data_root, self.cache),
         )
-        t = time.perf_counter()
+        t, clock = time.perf_counter(), Clock()
         if (path, cell.n_images) not in self.predictions:
             self.predictions[(path, cell.n_images)] = predict(model, sub.x, ctx)
         ctx.predictions = self.predictions[(path, cell.n_images)]
@@ -297,7 +321,7 @@ class CellComputer:
             "packages": self.packages,
             "device": self.device_label,
             "seconds": time.perf_counter() - t,
-            "provenance": self.provenance,
+            "provenance": json.dumps({**self.provenance, **clock.record()}, sort_keys=True),
         }
         return meta, output
 
@@ -342,7 +366,7 @@ def run_suite(
     seeds = tuple(seeds if seeds is not None else suite.seeds)
     summary = RunSummary()
     ds = load_dataset(suite.dataset, data_root)
-    n_subset = min(suite.subset.size, len(ds.test_y))
+    n_subset = subset_size(ds, suite)
     eval_numerics = evaluation_numerics(dev)
 
     externals = external_checkpoints(suite, ds, seeds, dev, probe=train_missing and evaluate)

@@ -1,7 +1,9 @@
 """``bench sweep``: choose a regularized card's alpha (and threshold, for thresholded targets) as
 the follow-up paper does (Attias et al. 2024): over a grid, trained over several seeds, keep
 the values whose regularized/baseline clean accuracy is at least 0.9 ("healthy") and whose
-robust accuracy ratio at a stated noise level is above 1; report the whole grid.
+robust accuracy ratio at a stated noise level is above 1; report the whole grid. Scored on the
+models' validation split, never on test images: a suite that then reports the chosen value on
+its test subset carries no winner's-curse optimism from the choice.
 
 The grid is an ordinary suite built in memory (variant cards of the model plus its baseline,
 Gaussian noise at 0 and the stated level), run through the same runner and store: trainings and
@@ -66,7 +68,7 @@ def sweep_suite(
         version=1,
         dataset=card.dataset,
         models=tuple(c.name for c in cards),
-        subset=SubsetSpec(images, 0),
+        subset=SubsetSpec(images, 0, "validation"),
         seeds=seeds,
         evaluations=(EvalSpec("noise", NoiseParams("gaussian", (0.0, level))),),
         description=f"alpha sweep of {card.name}",
@@ -154,12 +156,13 @@ def run_sweep(
     suite, points = sweep_suite(card, alphas, thresholds, seeds, level, images)
     summary = run_suite(suite, store, workdir, device, data_root, progress)
     data = collect(suite, store, summary.cells)
-    return sweep_table(data.results, suite, points, level), suite
+    return sweep_table(data.results, suite, points, level), suite, int(data.results["n_images"].max())
 
 
 def write_sweep(
     table: pd.DataFrame, card: ModelCard, seeds: tuple[int, ...], level: float, images: int, reports: Path
 ) -> Path:
+    """``images``: how many validation images the rule was measured on."""
     """reports/sweeps/MODEL/: sweep.csv (the grid) and sweep.md (the rule, the grid, the choice)."""
     from bench.io import atomic_write_text
 
@@ -175,7 +178,8 @@ def write_sweep(
         "",
         f"Rule (Attias et al. 2024): regularized/baseline clean accuracy >= {CLEAN_RATIO} (healthy) and robust "
         f"accuracy ratio > 1 under Gaussian noise {level:g} (per-image clamp, common noise for every model), means "
-        f"over training seeds {list(seeds)} on {images} test images of `{card.dataset}`. Baseline: the same card "
+        f"over training seeds {list(seeds)} on {images} validation images of `{card.dataset}` (held out from "
+        "training, never the test images a suite reports on). Baseline: the same card "
         "without its regularizer. Accuracies in %, ± SEM over seeds.",
         "",
         shown.to_markdown(index=False),

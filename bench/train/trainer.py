@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.cards import ModelCard
+from bench.codestate import Clock
 from bench.config import canonical_json
 from bench.data import ImageDataset, load_dataset, to_float, train_val_split
 from bench.errors import BenchError, CheckpointError
@@ -111,7 +112,12 @@ def training_data(card: ModelCard, data_root: Path | None, dev: torch.device) ->
 
 
 def fresh_state() -> dict:
-    return {"epoch": 0, "best_val_loss": math.inf, "best": None, "history": [], "seconds": 0.0}
+    # segments: one record per process that trained epochs of this model (code state, start and
+    # end, wall and CPU seconds): a resumed training shows every code state it passed through
+    return {"epoch": 0, "best_val_loss": math.inf, "best": None, "history": [], "seconds": 0.0, "segments": []}
+
+
+OPTIONAL_STATE = {"segments"}  # absent from training states written before it existed
 
 
 def save_state(
@@ -137,7 +143,7 @@ def resume_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRe
     if not path.is_file():
         return None
     saved = load_train_state(path)
-    missing = sorted({"model", "optimizer", "data_gen", "head", "pairs", *fresh_state()} - set(saved))
+    missing = sorted({"model", "optimizer", "data_gen", "head", "pairs", *fresh_state()} - OPTIONAL_STATE - set(saved))
     if missing:
         raise CheckpointError(f"{path}: a training state without {missing}; {STATE_FIX}")
     if saved.get("numerics", "cpu-fp32") != numerics.label:
@@ -149,7 +155,7 @@ def resume_state(path: Path, numerics: Numerics, model, opt, data_gen, reg: NoRe
     opt.load_state_dict(saved["optimizer"])
     data_gen.set_state(saved["data_gen"])
     reg.load_state_dict(saved)
-    return {k: saved[k] for k in fresh_state()}
+    return {k: saved.get(k, v) for k, v in fresh_state().items()}
 
 
 def export(
@@ -190,10 +196,31 @@ def export(
             "device": device_label(dev),
             "packages": package_versions(),
             "numerics": numerics.label,
-            "provenance": provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else "", compiled),
+            "provenance": json.dumps(
+                {
+                    **json.loads(provenance(dev, numerics, "bfloat16" if dev.type == "cuda" else "", compiled)),
+                    "training": training_record(st["segments"]),
+                },
+                sort_keys=True,
+            ),
         },
         path,
     )
+
+
+def training_record(segments: list[dict]) -> dict:
+    """When and from which code a model was trained: its first start, last end, wall and CPU
+    seconds summed over the processes that trained it (pauses between them excluded), the code
+    states they ran, and the segments themselves."""
+    states = list({json.dumps(s["code"], sort_keys=True): s["code"] for s in segments}.values())
+    return {
+        "started_at": segments[0]["started_at"] if segments else None,
+        "finished_at": segments[-1]["finished_at"] if segments else None,
+        "wall_s": round(sum(s["wall_s"] for s in segments), 3),
+        "cpu_s": round(sum(s["cpu_s"] for s in segments), 3),
+        "code": states,
+        "segments": segments,
+    }
 
 
 def train(
@@ -312,6 +339,7 @@ def _train_locked(
     st = st or fresh_state()
 
     steps = len(data.y) // tr.batch_size
+    clock, first_epoch = Clock(), st["epoch"] + 1
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
     losses = speed.compiled(step_losses)
     progress.start(f"train {card.name} seed {seed}", (tr.epochs - st["epoch"]) * steps)
@@ -355,6 +383,9 @@ def _train_locked(
                     "layer_weights": record["layer_weights"],
                 }
             st["epoch"] = epoch + 1
+            if epoch + 1 > first_epoch:  # this process's segment so far, replaced by its longer self
+                st["segments"].pop()
+            st["segments"].append({**clock.record(), "epochs": [first_epoch, epoch + 1]})
             save_state(saver, state_file, numerics, model, opt, data_gen, reg, st)
             progress.log(
                 f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
