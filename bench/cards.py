@@ -240,6 +240,11 @@ class CheckSpec:
     reference_seeds: tuple[Seed, ...] = ()
     false_alarm: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     training_floor: Annotated[float, Field(ge=0, le=1)] = 0.01  # relative: what a zero seed spread still allows
+    # the numerics the committed checkpoints are evaluated in, when the reference is written and
+    # checked: portable (bench.numerics: one code path per library, one thread, oneDNN off), so
+    # their numbers are the same bits on any x86 CPU with AVX2 ('baseline': any x86-64); '' evaluates
+    # them with this machine's kernels (then tolerances must absorb other CPUs' drift)
+    portable: Literal["avx2", "baseline", ""] = "avx2"
 
     def tolerance(self, evaluation: str, statistic: str, reference: float) -> float:
         base = statistic.split(":", 1)[0]

@@ -32,7 +32,7 @@ from bench.io import atomic_write_text
 
 KEY = ["model", "seed", "evaluation", "param", "statistic"]
 REFERENCE_FORMAT = "neuroreg-bench/reference"
-REFERENCE_VERSION = 2
+REFERENCE_VERSION = 3  # 3: the fixtures' numerics (portable level) recorded
 
 
 def reference_numbers(results: pd.DataFrame) -> list[dict]:
@@ -68,6 +68,7 @@ class Reference:
     training_seeds: list[int]
     columns: list[dict]  # {"model", "column", "values": [one per training seed]}
     written: dict  # provenance of the machine that wrote it
+    portable: str = ""  # the portable level the fixture numbers were computed in ('' : that machine's kernels)
 
 
 def write_reference(path: Path, ref: Reference) -> None:
@@ -77,7 +78,11 @@ def write_reference(path: Path, ref: Reference) -> None:
         "suite": ref.suite,
         "suite_version": ref.suite_version,
         "written": ref.written,
-        "evaluation": {"fixtures": [f.__dict__ for f in ref.fixtures], "numbers": ref.numbers},
+        "evaluation": {
+            "fixtures": [f.__dict__ for f in ref.fixtures],
+            "portable": ref.portable,
+            "numbers": ref.numbers,
+        },
         "training": {"seeds": ref.training_seeds, "columns": ref.columns},
     }
     # inf is written as Infinity (Python's json reads it back)
@@ -118,6 +123,7 @@ def read_reference(path: Path, suite: SuiteCard) -> Reference:
             tr["seeds"],
             tr["columns"],
             doc.get("written", {}),
+            ev["portable"],
         )
     except (KeyError, TypeError) as exc:
         raise BenchError(f"{path}: malformed reference ({type(exc).__name__}: {exc}); {regenerate}") from None

@@ -4,6 +4,7 @@ what is finished (epochs, cells) and says how to resume."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
 import sys
@@ -401,15 +402,18 @@ def check(
         ),
     ] = False,
     no_run: Annotated[bool, typer.Option("--no-run", help="Only read the store; do not train or evaluate.")] = False,
+    fixtures_only: Annotated[
+        bool, typer.Option("--fixtures-only", help="Only the evaluation of the committed checkpoints (no training).")
+    ] = False,
     device: Device = "auto",
     workdir: Workdir = Path(".bench"),
     store: Store = None,
     data_root: DataRoot = None,
     deterministic: Deterministic = False,
 ) -> None:
-    """Check a suite against a reference: the committed checkpoints' evaluation numbers within the
-    tolerances of the card's check table, and freshly trained seeds within the reference's seed spread. Exit 1
-    on a regression."""
+    """Check a suite against a reference: the committed checkpoints' evaluation numbers (in portable
+    numerics: the same bits on any x86 CPU) within the tolerances of the card's check table, and freshly
+    trained seeds within the reference's seed spread. Exit 1 on a regression."""
     from bench.cards import load_suite_card
     from bench.suite.regression import check_against, update_reference
 
@@ -428,13 +432,47 @@ def check(
                 f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}"
             )
             return
-        result = check_against(card, db, workdir, against, device, data_root, bar, not no_run, deterministic, ref)
-    _print_check(card.name, against, result)
+        result = check_against(
+            card, db, workdir, against, device, data_root, bar, not no_run, deterministic, ref, fixtures_only
+        )
+    _print_check(card.name, against, result, fixtures_only)
     if result.failed:
         raise typer.Exit(1)
 
 
-def _print_check(name: str, against: Path, result) -> None:
+@app.command("check-fixtures", hidden=True)
+def check_fixtures(
+    suite: str,
+    out: Annotated[Path, typer.Option(help="Where the fixture numbers go (JSON records).")],
+    pin: Annotated[list[str], typer.Option("--pin", help="MODEL:SEED:CHECKPOINT (repeat).")],
+    no_run: Annotated[bool, typer.Option("--no-run")] = False,
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    data_root: DataRoot = None,
+) -> None:
+    """bench check's child: evaluate committed checkpoints in the portable numerics this process
+    was started with, and write their results.csv rows to OUT."""
+    from bench.cards import load_suite_card
+    from bench.io import atomic_write_text
+    from bench.numerics import portable_level
+    from bench.suite.regression import fixture_numbers
+
+    card = load_suite_card(suite)
+    if portable_level() != card.check.portable:
+        raise BenchError(f"check-fixtures runs in portable mode {card.check.portable!r}; bench check starts it so")
+    pinned = {}
+    for item in pin:
+        model, seed, path = item.split(":", 2)
+        pinned[(model, int(seed))] = Path(path)
+    with _open_store(workdir, store, create=not no_run) as db, _display() as display:
+        err.print(f"evaluating the committed checkpoints in portable numerics ({card.check.portable}, one thread)")
+        rows = fixture_numbers(
+            card, db, workdir, pinned, "cpu", data_root, lambda: RichProgress(display), not no_run, False
+        )
+    atomic_write_text(out, json.dumps(rows.to_dict("records")))  # Infinity and NaN kept (pandas' JSON drops them)
+
+
+def _print_check(name: str, against: Path, result, fixtures_only: bool = False) -> None:
     from tabulate import tabulate
 
     moved = [c for c in result.changes if c.delta != 0 or c.status != "ok"]
@@ -495,6 +533,9 @@ def _print_check(name: str, against: Path, result) -> None:
             )
         )
     bad = [d for d in result.drifts if d.status != "ok"]
+    if fixtures_only:
+        say(f"{name}: training: not checked (--fixtures-only)")
+        return
     say(
         f"{name}: training: {len(result.drifts)} columns (mean over seeds) checked against the reference's seed "
         f"spread; {len(drifted) - len(bad)} moved within what it allows, {len(bad)} regressions"

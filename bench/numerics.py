@@ -43,31 +43,46 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS
 CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS needs a fixed workspace for deterministic results
 
 
-# "another machine" for regression tests: the kernels' instruction set one level below this one's
-LOWER_ISA = {
-    "AVX512": {
+ONEDNN_VAR = "BENCH_ONEDNN"  # 'off': convolutions through ATen's kernels (which the capability caps)
+# "another machine" for regression tests: every library's kernels at an older instruction set
+# (AVX2: Haswell-class; baseline: SSE4.2), and oneDNN off so that convolutions run ATen's kernels
+# at that level too. oneDNN cannot be capped instead: ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU
+# corrupts the heap in torch 2.14.1's oneDNN ("corrupted double-linked list" at one thread, a hang
+# at two); left on, it runs the AVX-512 kernels a real AVX2 machine does not have.
+SIMULATED_CPUS = {
+    "avx2": {
         "ATEN_CPU_CAPABILITY": "avx2",
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "OPENBLAS_CORETYPE": "Haswell",
         "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ",
+        ONEDNN_VAR: "off",
     },
-    "AVX2": {
+    "baseline": {
         "ATEN_CPU_CAPABILITY": "default",
         "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
         "OPENBLAS_CORETYPE": "Nehalem",
-        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ",
+        ONEDNN_VAR: "off",
     },
 }
+CAPABILITY_RANK = {"DEFAULT": 0, "AVX2": 1, "AVX512": 2}
+
+
+def simulated_cpu_environment(level: str) -> dict[str, str]:
+    """Environment variables that make this machine compute like one with an older CPU (the
+    stand-in for "another machine" in CI and tests); empty where this CPU is not above ``level``."""
+    import torch
+
+    here = CAPABILITY_RANK.get(torch.backends.cpu.get_cpu_capability(), 0)
+    return dict(SIMULATED_CPUS[level]) if here > {"avx2": 1, "baseline": 0}[level] else {}
 
 
 def lower_isa_environment() -> dict[str, str]:
-    """Environment variables that make this machine compute like one with an older CPU: the
-    stand-in for "another machine" in CI and tests. Empty where nothing lower exists. oneDNN is
-    left at its default: ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU corrupts the heap in torch
-    2.14.1's oneDNN ("corrupted double-linked list" at one thread, a hang at two)."""
+    """The simulated CPU one level below this one's (AVX-512 -> AVX2, AVX2 -> baseline)."""
     import torch
 
-    return dict(LOWER_ISA.get(torch.backends.cpu.get_cpu_capability(), {}))
+    capability = torch.backends.cpu.get_cpu_capability()
+    return simulated_cpu_environment("avx2" if capability == "AVX512" else "baseline")
 
 
 def portable_level() -> str | None:
@@ -83,6 +98,18 @@ def portable_environment(level: str) -> dict[str, str]:
     if level not in PORTABLE_LEVELS:
         raise BenchError(f"{PORTABLE_VAR}={level!r}: expected one of {', '.join(PORTABLE_LEVELS)}")
     return {**PORTABLE_LEVELS[level], **THREADS, PORTABLE_VAR: level, ACTIVE_VAR: level}
+
+
+def portable_child_environment(level: str) -> dict[str, str]:
+    """This process's environment for a child in portable mode: the pins of ``level``, and none of
+    the caps a simulated CPU sets (the pins decide every library's code path; a real CPU of that
+    level runs them as pinned)."""
+    caps = {k for env in SIMULATED_CPUS.values() for k in env}
+    return {**{k: v for k, v in os.environ.items() if k not in caps}, **portable_environment(level)}
+
+
+def portable_active(level: str) -> bool:
+    return bool(level) and portable_level() == level and os.environ.get(ACTIVE_VAR) == level
 
 
 def cpu_flags() -> set[str]:
@@ -136,11 +163,14 @@ def activate_portable_at_import() -> None:
 
 
 def apply_portable_runtime() -> None:
-    """The run-time half of the portable mode (after torch is imported)."""
-    if portable_level() is None:
-        return
+    """The run-time half of the portable mode (after torch is imported), and oneDNN off where a
+    simulated CPU asks for it."""
     import torch
 
+    if os.environ.get(ONEDNN_VAR, "").lower() == "off":
+        torch.backends.mkldnn.enabled = False
+    if portable_level() is None:
+        return
     torch.backends.mkldnn.enabled = False
     torch.set_num_threads(1)
 

@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 from conftest import TINY_HEAD, enter, run_cli, write_card_root
 
-import bench.evals.noise as noise_module
 import bench.train.similarity as similarity_module
 from bench.cards import load_suite_card
-from bench.check import compare, compare_training, t_quantile
+from bench.check import REFERENCE_VERSION, compare, compare_training, t_quantile
 from bench.errors import BenchError
-from bench.numerics import lower_isa_environment
+from bench.numerics import simulated_cpu_environment
 from bench.train.checkpoint import load_checkpoint
 from bench.train.regularizer import PairRegularizer
 
@@ -122,7 +121,8 @@ pytestmark = pytest.mark.slow
 def test_update_commits_checkpoints_and_the_same_machine_passes(checked):
     root, ref = checked
     doc = json.loads(ref.read_text())
-    assert doc["format_version"] == 2 and doc["suite"] == "tiny" and doc["training"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert doc["format_version"] == 3 and doc["suite"] == "tiny" and doc["training"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert doc["evaluation"]["portable"] == "avx2"  # the fixtures' numbers: portable numerics
     fixtures = doc["evaluation"]["fixtures"]
     assert [(f["model"], f["seed"]) for f in fixtures] == [("chk-none", 0), ("chk-pixel", 0)]
     assert all((ref.parent / f["file"]).is_file() for f in fixtures)
@@ -137,14 +137,18 @@ def test_update_commits_checkpoints_and_the_same_machine_passes(checked):
     assert "0 regressions" in out and "evaluation of the committed checkpoints" in out and "training:" in out
 
 
-def test_a_stronger_noise_fails_the_evaluation_check_of_the_committed_checkpoints(checked, monkeypatch):
+def patched_pythons(tmp_path, monkeypatch, patch: str) -> None:
+    """Every Python started from here on runs ``patch`` first (a sitecustomize on PYTHONPATH): the
+    portable child that evaluates the committed checkpoints sees the deliberate change too."""
+    folder = tmp_path / "patch"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(patch)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+
+
+def test_a_stronger_noise_fails_the_evaluation_check_of_the_committed_checkpoints(checked, monkeypatch, tmp_path):
     root, ref = checked
-    original = noise_module.add_noise
-
-    def stronger(x, kind, level, rng):  # the deliberate change: Gaussian noise 10% stronger, no version bump
-        return original(x, kind, level * 1.1 if kind == "gaussian" else level, rng)
-
-    monkeypatch.setattr(noise_module, "add_noise", stronger)
+    patched_pythons(tmp_path, monkeypatch, STRONGER_NOISE)  # Gaussian noise 10% stronger, no version bump
     code, out, _ = run_cli(
         "check", "tiny", "--against", str(ref), "--store", str(root / "stronger.sqlite"), "--device", "cpu"
     )
@@ -249,7 +253,14 @@ def test_reference_errors_exit_2(cards):
     code, _, err = run_cli("check", "tiny", "--against", str(cards / "v1.json"), "--no-run")
     assert code == 2 and "reference format 1" in err and "--update" in err
     (cards / "bad.json").write_text(
-        json.dumps({"format": "neuroreg-bench/reference", "format_version": 2, "suite": "tiny", "suite_version": 9})
+        json.dumps(
+            {
+                "format": "neuroreg-bench/reference",
+                "format_version": REFERENCE_VERSION,
+                "suite": "tiny",
+                "suite_version": 9,
+            }
+        )
     )
     code, _, err = run_cli("check", "tiny", "--against", str(cards / "bad.json"), "--no-run")
     assert code == 2 and "tiny v9" in err
@@ -275,28 +286,34 @@ noise.add_noise = lambda x, kind, level, rng: _add(x, kind, level * 1.1 if kind 
 """
 
 
-def _bench_elsewhere(root, args: list[str], env: dict, patch: str = "") -> subprocess.CompletedProcess:
-    """``bench ARGS`` in a fresh Python whose kernels run as on another CPU."""
-    code = f"{patch}\nimport sys\nfrom bench.cli import main\nsys.argv = ['bench', *{args!r}]\nmain()\n"
+def _bench_elsewhere(root, args: list[str], env: dict, patch_dir=None) -> subprocess.CompletedProcess:
+    """``bench ARGS`` in a fresh Python whose kernels run as on another CPU; ``patch_dir``: a
+    folder with a sitecustomize that every Python of the run (the portable child too) runs first."""
+    code = f"import sys\nfrom bench.cli import main\nsys.argv = ['bench', *{args!r}]\nmain()\n"
+    path = {"PYTHONPATH": str(patch_dir)} if patch_dir else {}
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=root,
         capture_output=True,
         text=True,
-        env={**os.environ, "BENCH_CARDS": str(root), "BENCH_NO_DOWNLOAD": "1", **env},
+        env={**os.environ, "BENCH_CARDS": str(root), "BENCH_NO_DOWNLOAD": "1", **env, **path},
     )
 
 
-def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked, tmp_path):
-    """The instruction set capped below this CPU's stands in for a machine with another CPU."""
+@pytest.mark.parametrize("level", ["avx2", "baseline"])
+def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked, tmp_path, level):
+    """A simulated older CPU (every library's kernels capped at ``level``, oneDNN off) stands in for
+    a machine with another CPU: its trainings differ bit-wise, its check passes, and a deliberate
+    change still fails it."""
     root, ref = checked
-    capped = lower_isa_environment()
+    capped = simulated_cpu_environment(level)
     if not capped:
-        pytest.skip("this CPU has no lower instruction set to stand in for another machine")
+        pytest.skip(f"this CPU is not above {level}: nothing to simulate")
     args = ["check", "tiny", "--against", str(ref), "--workdir", str(tmp_path / "w"), "--device", "cpu"]
     ok = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "a.sqlite")], capped)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "0 regressions" in ok.stdout.split("training:")[0] and ", 0 regressions" in ok.stdout.split("training:")[1]
+    assert "0 moved within tolerance" in ok.stdout  # portable fixtures: the same bits on the other CPU
 
     # the other machine really computes differently: its trainings are not bit-identical to ours
     def weights(workdir):
@@ -306,8 +323,97 @@ def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked
 
     ours, theirs = weights(root / ".bench"), weights(tmp_path / "w")
     assert set(theirs) <= set(ours) and any(ours[k] != theirs[k] for k in theirs)
-
-    bad = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "b.sqlite")], capped, STRONGER_NOISE)
+    if level == "baseline":
+        return  # the deliberate change is shown once
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(STRONGER_NOISE)
+    bad = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "b.sqlite")], capped, tmp_path / "patch")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     regressed = [line.split() for line in bad.stdout.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
     assert regressed and {r[2] for r in regressed} == {"noise-gaussian"}
+
+
+# the committed ci checkpoint whose minimal-l2 q75 drifted on a real AVX2 machine (1.05291 -> 1.04146)
+Q75_SUITE = """
+version = 2
+dataset = "fmnist-mini"
+models = ["ci-pixel-threshold"]
+seeds = [0]
+
+[subset]
+size = 100
+seed = 0
+
+[[evaluations]]
+kind = "minimal"
+norms = ["l2"]
+attacks = ["pgd", "deepfool", "fmn", "boundary"]
+max_images = 24
+pgd = { steps = 20, search_steps = 5 }
+deepfool = { steps = 20 }
+fmn = { steps = 20 }
+boundary = { steps = 50 }
+"""
+Q75 = """
+import sys
+from pathlib import Path
+from bench.cards import load_suite_card
+from bench.report.collect import collect
+from bench.store import ResultStore
+from bench.suite.runner import run_suite
+suite = load_suite_card("ci")
+with ResultStore(Path(sys.argv[1])) as db:
+    plan = run_suite(suite, db, Path(sys.argv[2]), "cpu", pinned={("ci-pixel-threshold", 0): Path(sys.argv[3])})
+    r = collect(suite, db, plan.cells).results
+print(repr(float(r[(r["metric"] == "minimal-l2") & (r["statistic"] == "q75") & (r["attack"] == "")]["value"].iloc[0])))
+"""
+
+
+def test_simulated_cpus_move_native_numbers_and_not_portable_ones(tmp_path):
+    """The ci suite's own minimal-l2 cell of its committed ci-pixel-threshold checkpoint (named
+    'ci', so its attacks draw the ci suite's random starts): evaluated with this machine's
+    kernels, a simulated AVX2 or baseline CPU moves its q75, the number a real AVX2 machine moved
+    past the old tolerance (the old simulation, oneDNN on, did not move it); in portable numerics
+    it keeps its bits and equals the committed reference's, which the check now compares exactly."""
+    from bench.check import read_reference
+    from bench.codestate import CHECKOUT
+    from bench.numerics import portable_child_environment, portable_environment, simulated_cpu_environment
+
+    root = tmp_path / "cards"
+    (root / "suites").mkdir(parents=True)
+    (root / "suites" / "ci.toml").write_text(Q75_SUITE)
+    checkpoint = CHECKOUT / "reports" / "ci" / "checkpoints" / "ci-pixel-threshold-seed0.pt"
+
+    def q75(name: str, env: dict) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", Q75, str(tmp_path / f"{name}.sqlite"), str(tmp_path / name), str(checkpoint)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env={**env, "BENCH_CARDS": str(root), "BENCH_NO_DOWNLOAD": "1"},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return float(done.stdout.strip().splitlines()[-1])
+
+    simulations = {level: simulated_cpu_environment(level) for level in ("avx2", "baseline")}
+    simulations = {k: v for k, v in simulations.items() if v}
+    if not simulations:
+        pytest.skip("this CPU has no lower instruction set to simulate")
+    native = q75("native", dict(os.environ))
+    moved = {level: q75(f"native-{level}", {**os.environ, **env}) for level, env in simulations.items()}
+    assert any(v != native for v in moved.values()), (native, moved)
+    # portable: the pins over whatever else the environment says (a simulated AVX2 CPU's caps kept)
+    portable = {"native": q75("portable", portable_child_environment("avx2"))}
+    if "avx2" in simulations:
+        pinned = {**os.environ, **simulations["avx2"], **portable_environment("avx2")}
+        portable["avx2"] = q75("portable-avx2", pinned)
+    assert len(set(portable.values())) == 1, portable
+    reference = read_reference(
+        CHECKOUT / "reports" / "ci" / "reference.json", load_suite_card(str(CHECKOUT / "suites" / "ci.toml"))
+    )
+    committed = next(
+        n["value"]
+        for n in reference.numbers
+        if n["model"] == "ci-pixel-threshold" and n["evaluation"] == "minimal-l2" and n["statistic"] == "q75"
+    )
+    assert portable["native"] == committed

@@ -59,9 +59,9 @@ def test_a_blur_sweep_defined_outside_the_package_is_reported_everywhere(cards, 
     report = cards / "reports" / "tiny"
     board = (report / "leaderboard.md").read_text()
     assert "blur AUC %" in board  # a main-table column
-    assert (
-        "Δ blur AUC (pp)" in board and "[" in board.split("Δ blur AUC (pp)")[1]
-    )  # compared, with an interval (3 seeds)
+    compared = board.split("## Paired comparisons")[1].split("## Sanity flags")[0]
+    blur_rows = [row for row in compared.splitlines() if "| blur AUC |" in row]
+    assert len(blur_rows) == 1 and "[" in blur_rows[0] and "(t, df 2)" in blur_rows[0]  # compared, with an interval
     assert (report / "blur.png").read_bytes()[:4] == b"\x89PNG" and "![blur.png](blur.png)" in board
     info = json.loads((report / "robustbench" / "tiny-none.json").read_text())
     assert set(info["neuroreg_bench"]["blur_acc"]) == {"0", "1", "2"}

@@ -2,11 +2,16 @@
 
 --update trains the reference seeds, commits one checkpoint per model beside the reference (the
 fixtures of the evaluation check) and writes the reference. A check evaluates the fixtures and
-trains the suite's own seeds again."""
+trains the suite's own seeds again. The fixtures are evaluated in portable numerics (the card's
+[check] portable level) in a child process started with that environment (it must be set before
+torch loads), so their numbers are the same bits on any x86 CPU of that level."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +32,13 @@ from bench.check import (
 )
 from bench.errors import BenchError
 from bench.io import atomic_copy
-from bench.numerics import evaluation_numerics, package_versions, provenance
+from bench.numerics import (
+    evaluation_numerics,
+    package_versions,
+    portable_active,
+    portable_child_environment,
+    provenance,
+)
 from bench.report.collect import collect, csv_table
 from bench.report.summary import headline_per_seed
 from bench.runtime import Progress, Silent, resolve_device
@@ -78,8 +89,8 @@ def update_reference(
         rel = f"checkpoints/{card.name}-seed{fixture_seed}.pt"
         atomic_copy(source, Path(path).parent / rel)
         fixtures.append(Fixture(card.name, fixture_seed, rel, checkpoint_hash))
-    flat = csv_table(data.results)
-    fixture_rows = flat[flat["seed"] == fixture_seed]
+    pinned = {(f.model, f.seed): Path(path).parent / f.file for f in fixtures}
+    fixture_rows = fixture_numbers(suite, store, workdir, pinned, device, data_root, progress, True, deterministic)
     columns = training_columns(headline_per_seed(data.results, report_specs(suite)), data.trainings)
     dev = resolve_device(device)
     written = {**json.loads(provenance(dev, evaluation_numerics(dev))), "packages": json.loads(package_versions())}
@@ -91,6 +102,7 @@ def update_reference(
         list(seeds),
         reference_columns(columns, list(seeds)),
         written,
+        suite.check.portable,
     )
     write_reference(path, ref)
     return ref
@@ -126,21 +138,70 @@ def fixture_changes(
                 "git or regenerate the reference with --update"
             )
         pinned[(f.model, f.seed)] = file
-    seeds = tuple(sorted({f.seed for f in ref.fixtures}))
-    fixtures = run_suite(
-        suite,
-        store,
-        workdir,
-        device,
-        data_root,
-        progress,
-        pinned=pinned,
-        seeds=seeds,
-        deterministic=deterministic,
-        train_missing=run,
-    )
-    data = _columns(suite, store, fixtures.cells, "committed checkpoints")
-    return compare(ref.numbers, csv_table(data.results), suite)
+    if ref.portable != suite.check.portable:
+        raise BenchError(
+            f"{path}: its fixture numbers were computed in {ref.portable or 'native'} numerics, the card asks for "
+            f"{suite.check.portable or 'native'}; regenerate it with 'bench check {suite.name} --against {path} --update'"
+        )
+    current = fixture_numbers(suite, store, workdir, pinned, device, data_root, progress, run, deterministic)
+    return compare(ref.numbers, current, suite)
+
+
+def fixture_numbers(
+    suite: SuiteCard,
+    store: ResultStore,
+    workdir: Path,
+    pinned: dict[tuple[str, int], Path],
+    device: str,
+    data_root: Path | None,
+    progress: Callable[[], Progress],
+    run: bool,
+    deterministic: bool,
+):
+    """results.csv rows of the committed checkpoints' cells, evaluated (``run``) or read from the
+    store, in the card's portable numerics: here when this process already runs them (or the card
+    asks for none), else in a child process started with that environment."""
+    level = suite.check.portable
+    if not level or portable_active(level):
+        seeds = tuple(sorted({seed for _, seed in pinned}))
+        fixtures = run_suite(
+            suite,
+            store,
+            workdir,
+            device,
+            data_root,
+            progress,
+            pinned=pinned,
+            seeds=seeds,
+            deterministic=deterministic,
+            train_missing=run,
+        )
+        return csv_table(_columns(suite, store, fixtures.cells, "committed checkpoints").results)
+    if resolve_device(device).type != "cpu":
+        raise BenchError(
+            f"suite {suite.name!r}: its committed checkpoints are evaluated in portable CPU numerics ([check] "
+            f"portable = {level!r}); run the check with --device cpu, or set portable = '' in the card"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "fixtures.json"
+        args = ["check-fixtures", suite.path or suite.name, "--store", str(store.path), "--workdir", str(workdir)]
+        args += [f"--pin={m}:{s}:{p}" for (m, s), p in pinned.items()]
+        args += ["--out", str(out), *(["--data-root", str(data_root)] if data_root else [])]
+        args += [] if run else ["--no-run"]
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", *args],
+            env=portable_child_environment(level),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if done.returncode != 0 or not out.is_file():
+            raise BenchError(
+                f"suite {suite.name!r}: evaluating the committed checkpoints in portable numerics ({level}) failed "
+                f"(exit {done.returncode}; its error is above)"
+            )
+        import pandas as pd
+
+        return pd.DataFrame(json.loads(out.read_text()))
 
 
 def check_against(
@@ -154,10 +215,13 @@ def check_against(
     run: bool = True,
     deterministic: bool = False,
     ref: Reference | None = None,
+    fixtures_only: bool = False,
 ) -> CheckResult:
     ref = ref or read_reference(path, suite)
     result = CheckResult()
     result.changes = fixture_changes(suite, store, workdir, path, device, data_root, progress, run, deterministic, ref)
+    if fixtures_only:
+        return result
     trained = run_suite(
         suite, store, workdir, device, data_root, progress, deterministic=deterministic, train_missing=run
     )
