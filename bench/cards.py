@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -48,6 +49,20 @@ def shown_path(path: str) -> str:
         if p.is_relative_to(root.resolve()):
             return str(p.relative_to(root.resolve()))
     return p.name
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,99}")  # a file and folder name, a table cell, a plot label
+
+
+def check_name(name: str, where: str, kind: str) -> str:
+    """Names become report folders, file names, table cells and plot labels: letters, digits,
+    '-', '_' and '+', not starting with '_', '-' or '+' (no '.', '..', '/', whitespace, markup)."""
+    if not SAFE_NAME.fullmatch(name):
+        raise CardError(
+            f"{where}: {kind} name {name!r} is not allowed; use letters, digits, '-', '_' and '+', starting with "
+            "a letter or digit (at most 100 characters)"
+        )
+    return name
 
 
 def find_card(folder: str, name: str, kind: str) -> Path:
@@ -140,6 +155,7 @@ def load_model_card(name: str) -> ModelCard | ExternalCard:
     """A zoo card, or an external one (a card with a 'source' table: a model trained elsewhere)."""
     path = find_card("models", name, "model")
     where = str(path)
+    check_name(path.stem, where, "model card")
     raw = read_toml(path)
     for key in ("name", "path"):
         if key in raw:
@@ -264,7 +280,7 @@ class ExecutionSpec:
 
     __pydantic_config__ = _FORBID
     executor: Literal["serial", "local", "ray", "slurm", "slurm-local"] = "serial"
-    workers: Annotated[int, Field(ge=1, le=4096)] = 2  # local: worker processes
+    workers: Annotated[int, Field(ge=0, le=4096)] = 2  # local: worker processes (0: one per usable CPU core)
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # torch threads per worker; 0: 1 per worker (all cores serially)
     address: str = ""  # ray: an existing cluster ('auto', 'host:port'); empty: start a local one
     partition: str = ""  # slurm
@@ -315,6 +331,7 @@ def load_suite_card(name: str) -> SuiteCard:
 
     path = find_card("suites", name, "suite")
     where = str(path)
+    check_name(path.stem, where, "suite card")
     raw = read_toml(path)
     for key in ("name", "path", "cards"):
         if key in raw:
@@ -355,6 +372,17 @@ def load_suite_card(name: str) -> SuiteCard:
             raise CardError(
                 f"{where}: model {model!r} is trained on {card.dataset!r} but the suite evaluates "
                 f"{suite.dataset!r}; use a model card for {suite.dataset!r}"
+            )
+        twin = next((c for c in cards if c.name == card.name), None)
+        if twin is not None:
+            same = Path(twin.path).resolve() == Path(card.path).resolve()
+            raise CardError(
+                f"{where}: key 'models': {model!r} "
+                + (
+                    f"is the card {twin.name!r} again; list it once"
+                    if same
+                    else f"and {twin.path} are two cards named {card.name!r} (results are keyed by name); rename one"
+                )
             )
         cards.append(card)
     if suite.check.reference_seeds and suite.seeds[0] not in suite.check.reference_seeds:

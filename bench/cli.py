@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.config import as_dict, canonical_json
@@ -140,6 +141,14 @@ Partition = Annotated[str | None, typer.Option(help="slurm: the partition.")]
 TimeMin = Annotated[int | None, typer.Option("--time", help="slurm: minutes per job.")]
 Gpus = Annotated[int | None, typer.Option(help="ray, slurm: GPUs per training job.")]
 MemGb = Annotated[int | None, typer.Option("--mem", help="slurm: GB of memory per job.")]
+TrustCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="Let external cards of kind python, torchscript or exported run their author's code "
+        "(as their card's trust_code = true does).",
+    ),
+]
 
 
 @app.command()
@@ -159,10 +168,14 @@ def run(
     time: TimeMin = None,
     gpus: Gpus = None,
     mem: MemGb = None,
+    trust_code: TrustCode = False,
 ) -> None:
     """Train what is missing, evaluate what is missing, print and write the leaderboard."""
     from bench.cards import load_suite_card
     from bench.executors import make_executor, merged_options
+    from bench.external.sources import trust_code as trust
+
+    trust(trust_code)
     from bench.report import build_leaderboard, report_destination, write_reports
     from bench.suite import run_suite
 
@@ -188,7 +201,9 @@ def run(
         trained = ", ".join(summary.trained) or "none"
         out.print(
             f"[bold]{card.name}[/] v{card.version}: trained {trained}; evaluated {summary.evaluated} cells, "
-            f"{summary.skipped} already in the store ({summary.seconds:.0f} s)"
+            f"{summary.skipped} already in the store ({summary.seconds:.0f} s: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in summary.phases.items())
+            + ")"
         )
         board = build_leaderboard(card, db, summary.cells)
         dest = write_reports(board, reports)
@@ -425,16 +440,37 @@ def check(
         ref = read_reference(against, card)  # a bad reference is reported before the store is opened
     with _open_store(workdir, store, create=not no_run) as db, _display() as display:
         bar = lambda: RichProgress(display)  # noqa: E731
-        if update:
-            ref = update_reference(card, db, workdir, against, device, data_root, bar, deterministic)
-            out.print(
-                f"wrote {against}: {len(ref.numbers)} evaluation numbers of {len(ref.fixtures)} committed "
-                f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}"
-            )
-            return
-        result = check_against(
-            card, db, workdir, against, device, data_root, bar, not no_run, deterministic, ref, fixtures_only
+        from bench.executors import make_executor, merged_options
+
+        runner = (
+            None
+            if no_run
+            else make_executor(merged_options(card), card, workdir, device, data_root, deterministic, bar())
         )
+        try:
+            if update:
+                ref = update_reference(card, db, workdir, against, device, data_root, bar, deterministic, runner)
+                out.print(
+                    f"wrote {against}: {len(ref.numbers)} evaluation numbers of {len(ref.fixtures)} committed "
+                    f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}"
+                )
+                return
+            result = check_against(
+                card,
+                db,
+                workdir,
+                against,
+                device,
+                data_root,
+                bar,
+                not no_run,
+                deterministic,
+                ref,
+                fixtures_only,
+                runner,
+            )
+        finally:
+            getattr(runner, "close", lambda: None)()
     _print_check(card.name, against, result, fixtures_only)
     if result.failed:
         raise typer.Exit(1)
@@ -543,16 +579,34 @@ def _print_check(name: str, against: Path, result, fixtures_only: bool = False) 
 
 
 @app.command()
-def merge(workdir: Workdir = Path(".bench"), store: Store = None) -> None:
-    """Merge the cell files workers wrote (WORKDIR/cells/) into the results store: idempotent,
-    safe to run again and while workers still write."""
+def merge(
+    suite: Annotated[
+        str | None, typer.Argument(help="Merge only this suite's planned cells (others are refused).")
+    ] = None,
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    device: Device = "auto",
+) -> None:
+    """Merge the cell files workers wrote (WORKDIR/cells/) into the results store: each file is
+    checked first (types, ranges, consistency; with SUITE, that it is one of the suite's cells);
+    a refused file is named and left in place, the rest merged. Idempotent, safe to run again
+    and while workers still write."""
     from bench.store.cellfiles import merge as merge_cells
+    from bench.store.cellfiles import planned_meta
 
     with _open_store(workdir, store) as db:
-        merged, present, bad = merge_cells(db, workdir)
+        expected = None
+        if suite is not None:
+            from bench.cards import load_suite_card
+            from bench.suite import run_suite
+
+            card = load_suite_card(suite)
+            plan = run_suite(card, db, workdir, device, train_missing=False)
+            expected = {c.key.digest: planned_meta(card, c) for c in plan.cells if c.key is not None}
+        merged, present, bad = merge_cells(db, workdir, expected)
     say(f"merged {merged} cell files into {db.path}; {present} were already there")
     for line in bad:
-        out.print(f"[yellow]unreadable cell file (left in place):[/] {line}")
+        out.print(f"[yellow]refused cell file (left in place):[/] {escape(line)}")
     if bad:
         raise typer.Exit(1)
 

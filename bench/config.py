@@ -35,6 +35,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise CardError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise CardError(f"{path}: nested too deeply to read; a card's tables are a few levels deep") from None
     except OSError as exc:
         raise CardError(f"{path}: cannot read ({exc.strerror})") from None
 

@@ -214,11 +214,18 @@ def recover_folder(dest: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def replace_folder(new: Path, dest: Path, keep_foreign: bool = True) -> None:
     """Make the completely written folder ``new`` (a sibling of ``dest``) the folder ``dest``:
     the new content appears by one rename, never mixed with the old. Entries of the old folder
     that ``new`` lacks (files a user keeps there) are carried over first (hard links)."""
     new, dest = Path(new), Path(dest)
+    os.chmod(new, 0o777 & ~current_umask())  # mkdtemp makes it 0700; a published folder follows the umask
     if dest.exists() and keep_foreign:
         for item in dest.iterdir():
             if not (new / item.name).exists() and not item.name.startswith(".tmp-"):

@@ -300,11 +300,12 @@ def _bench_elsewhere(root, args: list[str], env: dict, patch_dir=None) -> subpro
     )
 
 
-@pytest.mark.parametrize("level", ["avx2", "baseline"])
+@pytest.mark.parametrize("level", ["avx2"])
 def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked, tmp_path, level):
     """A simulated older CPU (every library's kernels capped at ``level``, oneDNN off) stands in for
     a machine with another CPU: its trainings differ bit-wise, its check passes, and a deliberate
-    change still fails it."""
+    change still fails it. (The baseline level's kernels are exercised on the evaluation that
+    drifted, below; ["avx2", "baseline"] runs the whole check at both, 2.5 minutes more.)"""
     root, ref = checked
     capped = simulated_cpu_environment(level)
     if not capped:

@@ -192,7 +192,7 @@ def test_bad_cluster_settings_are_one_error_line(root):
         (["--executor", "ray", "--address", "127.0.0.1:1"], "no Ray cluster answers there"),
         (["--executor", "slurm"], "no Slurm here"),
         (["--executor", "mpi"], "expected serial, local, ray or slurm"),
-        (["--executor", "local", "--workers", "0"], "workers"),
+        (["--executor", "local", "--workers", "-1"], "workers"),
     ):
         result = bench(root, "run", "tiny", "--device", "cpu", "--workdir", "w-bad", *args)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -14,6 +14,7 @@ from torch import nn
 
 import bench
 from bench.errors import BenchError
+from bench.external.sources import CODE_KINDS
 
 EXT_SUITE = """
 version = 1
@@ -112,9 +113,13 @@ def save_three_ways(model: nn.Module, folder, shape) -> None:
     torch.export.save(program, folder / "cnn.pt2")
 
 
-def external_card(kind: str, path: str, channels: int = 1, size: int = 28, extra: str = "", factory: str = "") -> str:
+def external_card(
+    kind: str, path: str, channels: int = 1, size: int = 28, extra: str = "", factory: str = "", trust: bool = True
+) -> str:
+    """A card for a model these tests saved themselves (trusted: the tests wrote its code)."""
     source = f'kind = "{kind}"\npath = "{path}"\n' + (f'factory = "{factory}"\n' if factory else "")
-    return f'description = "outside model"\n[source]\n{source}{extra}\n[input]\nchannels = {channels}\nsize = [{size}, {size}]\n'
+    trusted = "trust_code = true\n" if trust and kind in CODE_KINDS else ""
+    return f'description = "outside model"\n{trusted}[source]\n{source}{extra}\n[input]\nchannels = {channels}\nsize = [{size}, {size}]\n'
 
 
 def value_table(results: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -173,12 +178,16 @@ def test_one_cnn_saved_three_ways_gives_the_same_numbers_as_bench_evaluate(three
     # another input contract is another model: not read from the store
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
         bench.evaluate(model, "ext", name="my-cnn", device="cpu", mean=[0.5], std=[0.5])
-    # a report reads the store: the external models are loaded for their hash, not probed again
-    import bench.external.probe as probe
+    # read-only commands never load an outside model: its cells are found by its card hash
+    from bench.external.card import ExternalCard
 
-    monkeypatch.setattr(probe, "check_outputs", lambda *a: pytest.fail("probed for a report"))
+    published = (root / "reports" / "ext" / "results.csv").read_bytes()
+    monkeypatch.setattr(ExternalCard, "load", lambda *a, **k: pytest.fail("loaded an outside model"))
     code, out, err = run_cli("report", "ext", "--device", "cpu")
     assert code == 0 and "ext-exported" in out, err
+    assert (root / "reports" / "ext" / "results.csv").read_bytes() == published
+    code, out, err = run_cli("status", "ext", "--device", "cpu")
+    assert code == 0 and "15 cells: 15 stored" in out, err
 
 
 def test_a_zoo_model_exported_and_reimported_as_an_external_card_is_bit_identical(cards, tmp_path):

@@ -39,20 +39,25 @@ class Executor:
         from bench.executors.jobs import train_job
 
         self.progress.start(f"train {self.run.suite.name} ({self.name})", len(missing))
+        missing = sorted(missing, key=lambda m: -training_cost(m[0]))  # longest first: no lone job at the end
         self._map("train", train_job, [(c.name, s) for c, s in missing], lambda result: self.progress.advance())
 
     def evaluate(self, suite: SuiteCard, pending: list, checkpoints: dict, store) -> int:
         """Compute the pending cells on the workers and merge each cell file into the store as it
         arrives; returns how many were merged."""
         from bench.executors.jobs import cell_job
-        from bench.store.cellfiles import cells_dir, decode
+        from bench.store.cellfiles import cells_dir, planned_meta, read_cell
 
         plain = {k: (str(p), h) for k, (p, h) in checkpoints.items()}
         merged = 0
+        expected = {c.key.digest: planned_meta(suite, c) for c in pending}
 
         def merge(digest: str) -> None:
             nonlocal merged
-            key, meta, output = decode((cells_dir(self.run.workdir) / f"{digest}.json").read_text())
+            try:
+                key, meta, output = read_cell(cells_dir(self.run.workdir) / f"{digest}.json", expected)
+            except ValueError as exc:
+                raise BenchError(f"cell file {digest}.json: {exc}") from None
             store.write_cell(key, output=output, **meta)
             merged += 1
             self.progress.advance()
@@ -66,6 +71,19 @@ class Executor:
         return type(self).__name__.removesuffix("Executor").lower()
 
 
+def training_cost(card: ModelCard) -> float:
+    """A training's relative cost, to start the longest first (an order, not a prediction):
+    images seen, plus the regularizer's pair batches through the trunk (natural-image stimuli of
+    a neural target are about 3x a 28x28 image's pixels)."""
+    t = card.trainer
+    seen = t.epochs * (t.train_images or 50_000)
+    reg = card.regularizer
+    if reg is None:
+        return seen
+    pixels = 3.0 if getattr(reg.target, "kind", "") == "neural" else 1.0
+    return seen * (1 + 2 * reg.pairs_per_step / t.batch_size * pixels)
+
+
 def make_executor(
     options: ExecutionSpec,
     suite: SuiteCard,
@@ -75,7 +93,16 @@ def make_executor(
     deterministic: bool,
     progress: Progress = Silent(),
 ) -> Executor | None:
-    """The executor of ``options`` (None for serial), checked before any work starts."""
+    """The executor of ``options`` (None for serial), checked before any work starts. Local
+    workers = 0 means one per CPU core this process may use; one worker is no better than this
+    process (then serial at one thread)."""
+    if options.workers == 0:
+        options = replace(options, workers=usable_cores())
+        if options.executor == "local" and options.workers == 1:
+            import torch
+
+            torch.set_num_threads(options.threads or 1)
+            return None
     if options.executor == "serial":
         return None
     threads = options.threads or 1
@@ -85,6 +112,15 @@ def make_executor(
     executor = EXECUTORS.get(options.executor)(run, options, progress)
     executor.check()
     return executor
+
+
+def usable_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def merged_options(suite: SuiteCard, **given) -> ExecutionSpec:

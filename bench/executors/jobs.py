@@ -26,10 +26,16 @@ class RunSpec:
 
 
 def _setup(run: RunSpec) -> None:
+    """A worker computes as the driver would: its threads, and the device's numerics (TF32 off,
+    deterministic kernels where asked, oneDNN off under a simulated CPU or portable mode)."""
     import torch
+
+    from bench.numerics import configure_device
+    from bench.runtime import resolve_device
 
     if run.threads:
         torch.set_num_threads(run.threads)
+    configure_device(resolve_device(run.device), run.deterministic)
 
 
 def train_job(run: RunSpec, model: str, seed: int) -> tuple[str, int, str, str]:

@@ -11,15 +11,30 @@ from bench.executors import Executor
 
 
 class LocalExecutor(Executor):
+    """One pool for the whole run: workers started (and torch imported) once serve the trainings
+    and then the cells; close() ends them."""
+
+    _pool: ProcessPoolExecutor | None = None
+
     def check(self) -> None:
         pass
 
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.options.workers, mp_context=context)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
     def _map(self, kind: str, fn, args: list[tuple], on_result) -> None:
         errors = []
-        with ProcessPoolExecutor(
-            max_workers=self.options.workers, mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            futures = [pool.submit(fn, self.run, *a) for a in args]
+        pool = self._workers()
+        futures = [pool.submit(fn, self.run, *a) for a in args]
+        try:
             for future in as_completed(futures):
                 try:
                     on_result(future.result())
@@ -27,6 +42,9 @@ class LocalExecutor(Executor):
                     errors.append(str(exc))
                 except Exception as exc:  # a worker that died or failed: the others finish first
                     errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if errors or any(not f.done() for f in futures):  # a broken or interrupted pool is not reused
+                self.close()
         if errors:
             raise BenchError(
                 f"{len(errors)} of {len(args)} {kind} jobs failed (finished ones are kept; run the same "

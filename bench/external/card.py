@@ -18,7 +18,7 @@ from torch import nn
 from bench.config import identity_hash, parse
 from bench.errors import CardError
 from bench.external.contract import ContractModel, InputContract
-from bench.external.sources import SOURCES, SourceSpec, file_sha256
+from bench.external.sources import CODE_KINDS, SOURCES, SourceSpec, code_trusted, file_sha256
 from bench.io import short_reason
 
 
@@ -29,6 +29,7 @@ class ExternalCard:
     input: InputContract
     dataset: str = ""  # empty: any suite whose images fit the input contract
     description: str = ""
+    trust_code: bool = False  # kinds that are programs (CODE_KINDS) load only with this or --trust-code
     name: str = ""  # the file's stem (or bench.evaluate's name), set on load
     path: str = ""
     # bench.evaluate: the caller's module, and the identity it was given (not parsed from TOML)
@@ -89,12 +90,21 @@ class ExternalCard:
             inner = copy.deepcopy(self.module)  # the caller's module keeps its mode and grads
         else:
             _ = self.file_hash  # a missing file is named before a loader's own message
+            self.check_trusted()
             inner = SOURCES.get(self.source.kind)(self.source, self.file, self.path)
         if self.source.kind != "exported":  # an exported program's mode is fixed at export
             inner.eval()
         for p in inner.parameters():  # (ScriptModules refuse Module.requires_grad_)
             p.requires_grad_(False)
         return ContractModel(inner, self.input).eval().to(device)
+
+    def check_trusted(self) -> None:
+        if self.source.kind in CODE_KINDS and not (self.trust_code or code_trusted()):
+            raise CardError(
+                f"{self.path}: source kind {self.source.kind!r} is a program, not data: loading it runs code its "
+                "author wrote. If you trust the author, add 'trust_code = true' to the card or pass --trust-code; "
+                "else ask for a state_dict or a neuroreg-bench export (kind 'checkpoint')"
+            )
 
     def weights_hash(self, model: ContractModel) -> str:
         """The loaded weights' content hash: the same network saved as a checkpoint, TorchScript
@@ -120,8 +130,10 @@ def parse_external_card(raw: dict, where: str, name: str) -> ExternalCard:
 def module_card(model: nn.Module, name: str, contract: InputContract, dataset: str = "") -> ExternalCard:
     """The card ``bench.evaluate`` makes for an in-memory module: identified by its type and a
     hash of its weights (buffers included), so the same weights reuse the store."""
+    from bench.cards import check_name
     from bench.train.checkpoint import state_hash
 
+    check_name(name, "bench.evaluate", "model")
     if not isinstance(model, nn.Module):
         raise CardError(f"bench.evaluate: model {name!r} is a {type(model).__name__}, not a torch.nn.Module")
     try:

@@ -7,8 +7,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import io
+import json
+import os
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,22 @@ class SourceSpec:
 
 Loader = Callable[[SourceSpec, Path, str], nn.Module]  # (spec, resolved file, where) -> module
 SOURCES: Registry[Loader] = Registry("model source")
+
+# Programs, not data: loading one runs code its author wrote (a Python factory, a TorchScript
+# method, an exported graph and whatever custom objects it carries). They load only with the
+# card's 'trust_code = true' or the command's --trust-code (which sets TRUST_VAR for workers too).
+CODE_KINDS = frozenset({"python", "torchscript", "exported"})
+TRUST_VAR = "BENCH_TRUST_CODE"
+
+
+def code_trusted() -> bool:
+    return os.environ.get(TRUST_VAR) == "1"
+
+
+def trust_code(enabled: bool) -> None:
+    """--trust-code: every card of this command (and its worker processes) may run its code."""
+    if enabled:
+        os.environ[TRUST_VAR] = "1"
 
 
 def file_sha256(path: Path) -> str:
@@ -117,9 +137,53 @@ def load_torchscript(spec: SourceSpec, path: Path, where: str) -> nn.Module:
         ) from None
 
 
+# the members a plain torch.export archive holds: JSON, raw tensor bytes its configs describe,
+# and the sample inputs (a torch.save archive, read here weights-only before torch reads it)
+_EXPORT_PLAIN = ("archive_format", "archive_version", ".data/version", "byteorder", ".data/serialization_id")
+
+
+def pickled_members(path: Path) -> list[str]:
+    """The members of a torch.export archive that torch would unpickle with weights_only=False
+    (pickled weights or constants, custom or opaque objects, legacy .pt members, sample inputs
+    the weights-only reader refuses). Empty for a plain export."""
+    found = []
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            inner = name.split("/", 1)[-1]
+            if info.is_dir() or inner in _EXPORT_PLAIN or ("/models/" in name and name.endswith(".json")):
+                continue
+            if name.endswith("_config.json"):
+                config = json.loads(archive.read(info)).get("config", {})
+                for fqn, meta in config.items():
+                    if meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(("weight_", "tensor_")):
+                        found.append(f"{name}: {fqn}")
+            elif "/data/sample_inputs/" in name and name.endswith(".pt"):
+                try:
+                    torch.load(io.BytesIO(archive.read(info)), map_location="cpu", weights_only=True)
+                except Exception:
+                    found.append(name)
+            elif not (("/data/weights/weight_" in name) or ("/data/constants/tensor_" in name)):
+                found.append(name)
+    return found
+
+
 @SOURCES.register("exported")
 def load_exported(spec: SourceSpec, path: Path, where: str) -> nn.Module:
-    """A ``torch.export`` program (export it with a dynamic batch dimension: attacks batch freely)."""
+    """A ``torch.export`` program (export it with a dynamic batch dimension: attacks batch freely).
+    Refused, before torch reads it, when it holds anything torch would unpickle unsafely."""
+    try:
+        unsafe = pickled_members(path)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CardError(
+            f"{where}: {path} is not a torch.export archive ({short_reason(exc)}); save it with torch.export.save"
+        ) from None
+    if unsafe:
+        raise CardError(
+            f"{where}: {path} holds pickled members ({', '.join(unsafe[:3])}{', ...' if len(unsafe) > 3 else ''}), "
+            "which would run code on load; export without custom objects or pickled tensors, or hand over a "
+            "state_dict with a 'python' factory card"
+        )
     try:
         return torch.export.load(str(path)).module()
     except Exception as exc:

@@ -29,6 +29,7 @@ from bench.errors import BenchError
 from bench.evals.reporting import MetricId
 from bench.io import atomic_write_bytes, atomic_write_text
 from bench.report.collect import CSV_COLUMNS, RESULT_COLUMNS, SuiteResults, order_trainings
+from bench.report.escape import csv_safe
 
 FORMAT = "neuroreg-bench/report"
 VERSION = 1
@@ -89,7 +90,7 @@ def write_bundle(data: SuiteResults, folder: Path) -> None:
     from bench.report.collect import csv_table
 
     folder = Path(folder)
-    csv_table(data.results).to_csv(folder / "results.csv", index=False)
+    csv_safe(csv_table(data.results)).to_csv(folder / "results.csv", index=False)
     if data.examples:  # a report re-rendered from a folder that never had them gets none
         outcomes_table(data.examples).to_csv(
             folder / "outcomes.csv.gz", index=False, compression={"method": "gzip", "mtime": 0}

@@ -13,6 +13,7 @@ from bench.cards import ModelCard, shown_path
 from bench.config import canonical_json
 from bench.evals.reporting import ReportSpec
 from bench.external import ExternalCard
+from bench.report.escape import code_block, markdown_text
 from bench.report.summary import curve_points, curves, headline_per_seed, rows_of
 
 
@@ -28,7 +29,7 @@ def model_card(
     lines = [
         f"# Model card: {card.name}, seed {training['seed']}",
         "",
-        card.description or "",
+        markdown_text(card.description or ""),
         "",
         "| field | value |",
         "|---|---|",
@@ -63,7 +64,7 @@ def model_card(
         ]
     lines += headline_section(numbers, f"suite `{suite_name}`")
     shown = dataclasses.replace(card, path=shown_path(card.path))
-    lines += ["## Card as validated", "", "```json", canonical_json(shown), "```", ""]
+    lines += ["## Card as validated", "", *code_block(canonical_json(shown), "json"), ""]
     return "\n".join(lines)
 
 
@@ -76,11 +77,11 @@ def external_card(card: ExternalCard, results: pd.DataFrame, suite_name: str, sp
     lines = [
         f"# Model card: {card.name} (external)",
         "",
-        card.description or "",
+        markdown_text(card.description or ""),
         "",
         "| field | value |",
         "|---|---|",
-        *[f"| {k} | {v} |" for k, v in card.provenance().items()],
+        *[f"| {k} | {markdown_text(v)} |" for k, v in card.provenance().items()],
         f"| weights hash | {rows['checkpoint_hash'].iloc[0] if len(rows) else '-'} |",
         f"| input | {contract.channels} x {contract.size[0]} x {contract.size[1]}, range {list(contract.range)}"
         + (f", mean {list(contract.mean)}, std {list(contract.std)}" if contract.mean else "")

@@ -21,11 +21,13 @@ from bench.io import ensure_writable_folder, recover_folder, replace_folder
 from bench.report import exports, plots, render
 from bench.report.bundle import write_bundle
 from bench.report.collect import SuiteResults, collect
+from bench.report.escape import csv_safe
 from bench.report.inference import EndpointResult, Inference, comparison_table, evaluate_endpoints, paired_deltas
 from bench.report.registration import endpoint_registration
 from bench.report.summary import (
     best_table,
     comparison_pairs,
+    consistency_flags,
     detail_tables,
     main_table,
     provenance_flags,
@@ -94,7 +96,10 @@ def leaderboard_of(
         main_table(data.results, models, specs),
         deltas,
         comparison_table(deltas, specs),
-        sanity_flags(data.results, data.cells, specs) + provenance_flags(data.cells, data.trainings) + late,
+        sanity_flags(data.results, data.cells, specs)
+        + consistency_flags(data.results, data.examples)
+        + provenance_flags(data.cells, data.trainings)
+        + late,
         detail_tables(data.results, models, specs),
         evaluate_endpoints(suite.endpoints, data.results, specs),
         registration,
@@ -112,7 +117,7 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
     (tmp / "leaderboard.tex").write_text(board.latex())
     (tmp / "index.html").write_text(render.html_page(board, figures))
     write_bundle(board.data, tmp)
-    board.deltas.to_csv(tmp / "deltas.csv", index=False)
+    csv_safe(board.deltas).to_csv(tmp / "deltas.csv", index=False)
     cards = {c.name: c for c in board.suite.cards}
     (tmp / "models").mkdir()
     for _, t in board.trainings.iterrows():

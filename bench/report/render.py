@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench.report.escape import latex_text, markdown_cells, markdown_text
 from bench.stats import MIN_SEEDS
 
 INTERVAL_WORDS = {
@@ -63,8 +64,10 @@ BEST_NOTE = (
 def protocol_text(board) -> str:
     s = board.suite
     subset = board.results["subset_hash"].iloc[0] if len(board.results) else "-"
+    n = int(board.results["n_images"].max()) if len(board.results) else s.subset.size
+    size = f"{n}" if n >= s.subset.size else f"{n} (the card asks for {s.subset.size}; the split has {n})"
     return (
-        f"Dataset `{s.dataset}`, evaluation subset of {s.subset.size} test images (seed {s.subset.seed}, hash "
+        f"Dataset `{s.dataset}`, evaluation subset of {size} {s.subset.split} images (seed {s.subset.seed}, hash "
         f"`{subset}`), training seeds {list(s.seeds)}. Accuracies in %, mean ± SEM over training seeds (SEM "
         "only with more than one seed). Robust accuracy "
         "counts clean errors as failures (Foolbox semantics). Minimal perturbations are medians over images at "
@@ -144,13 +147,15 @@ def target_lines(trainings: pd.DataFrame) -> list[str]:
 
 def markdown(board, plots: list[str]) -> str:
     s = board.suite
-    md = lambda df: tabulate(df, headers="keys", tablefmt="github", showindex=False) if len(df) else "(none)"  # noqa: E731
+    md = lambda df: (
+        tabulate(markdown_cells(df), headers="keys", tablefmt="github", showindex=False) if len(df) else "(none)"
+    )  # noqa: E731
     out = [f"# Leaderboard: suite `{s.name}` (version {s.version})", ""]
     if board.endpoints:
         out += ["## Primary endpoints", "", *[f"- {e.line()}" for e in board.endpoints], ""]
         out += [*endpoint_notes(board), ""]
     if s.description:
-        out += [s.description, ""]
+        out += [markdown_text(s.description), ""]
     out += [
         protocol_text(board),
         "",
@@ -212,20 +217,7 @@ def endpoint_notes(board) -> list[str]:
 def latex(board) -> str:
     """The main table as a LaTeX tabular (booktabs rules)."""
 
-    def esc(v) -> str:
-        t = str(v)
-        for a, b in (
-            ("\\", r"\textbackslash{}"),
-            ("&", r"\&"),
-            ("%", r"\%"),
-            ("_", r"\_"),
-            ("#", r"\#"),
-            ("±", r"$\pm$"),
-            ("ε", r"$\epsilon$"),
-            ("Δ", r"$\Delta$"),
-        ):
-            t = t.replace(a, b)
-        return t
+    esc = latex_text
 
     df = board.table
     cols = list(df.columns)
@@ -239,7 +231,10 @@ def latex(board) -> str:
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        f"% suite {board.suite.name} v{board.suite.version}: mean ± SEM over seeds {list(board.suite.seeds)}",
+        "% "
+        + " ".join(
+            f"suite {board.suite.name} v{board.suite.version}: mean ± SEM over seeds {list(board.suite.seeds)}".split()
+        ),
     ]
     return "\n".join(lines) + "\n"
 

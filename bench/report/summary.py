@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.codestate import state_label
-from bench.evals.reporting import Curve, ReportSpec, Summary
+from bench.evals.reporting import Curve, MetricId, ReportSpec, Summary
 from bench.report.inference import auc_column, curve_points, rows_of
 from bench.stats import curve_auc, mean_sem, probability_best
 
@@ -165,6 +165,54 @@ def sanity_flags(df: pd.DataFrame, cells: pd.DataFrame, specs: list[ReportSpec])
                         f"{c.whitebox.label} ({white[eps]:.4f}) by more than {MASKING_MARGIN * 100:g} points: "
                         "suspect gradient masking"
                     )
+    return flags
+
+
+def consistency_flags(df: pd.DataFrame, examples: dict) -> list[str]:
+    """Numbers no evaluation can produce (a stored cell edited by hand, a forged cell file):
+    fractions outside [0, 1] or infinite; a curve's accuracy at grid point 0 (no perturbation)
+    that differs from the clean accuracy on the same images; per-image outcomes whose count or
+    mean disagree with their accuracy."""
+    from bench.store.validate import FRACTIONS
+
+    if df.empty:
+        return []
+    df = df.assign(label=[f"{m}:{s}" if s else m for m, s in zip(df["metric"], df["source"])])
+    flags = []
+    fractions = df[df["statistic"].isin(FRACTIONS)]
+    for _, r in fractions[~fractions["value"].between(0.0, 1.0) & ~fractions["value"].isna()].iterrows():
+        where = r["label"] + ("" if pd.isna(r["param"]) else f" at {r['param']:g}")
+        flags.append(f"{r['model']} seed {r['seed']}: {where} {r['statistic']} {r['value']!r} is outside [0, 1]")
+    accuracy = df[(df["statistic"] == "accuracy") & (df["attack"] == "")]
+    for (model, seed), d in accuracy.groupby(["model", "seed"], sort=False):
+        clean = d[d["label"] == "clean"]
+        outcomes = examples.get((model, seed, MetricId("clean"), None, "accuracy", ""))
+        for _, r in d[(d["label"] != "clean") & (d["param"] == 0)].iterrows():
+            n = int(r["n_images"])
+            if outcomes is not None and len(outcomes) >= n:
+                expected = float(outcomes[:n].mean())
+            elif len(clean) and int(clean["n_images"].iloc[0]) == n:
+                expected = float(clean["value"].iloc[0])
+            else:
+                continue
+            if not math.isclose(expected, r["value"], abs_tol=1e-9):
+                flags.append(
+                    f"{model} seed {seed}: {r['label']} accuracy at 0 ({r['value']:.4f}) differs from the "
+                    f"clean accuracy on the same {n} images ({expected:.4f})"
+                )
+    stated = {
+        (r.model, r.seed, r.label, None if pd.isna(r.param) else r.param): (r.value, int(r.n_images))
+        for r in accuracy.itertuples()
+    }
+    for (model, seed, metric, param, statistic, attack), values in examples.items():
+        value, n = stated.get((model, seed, metric.label, param), (None, 0))
+        if statistic != "accuracy" or attack or value is None:
+            continue
+        if len(values) != n or not math.isclose(float(values.mean()), value, abs_tol=1e-9):
+            flags.append(
+                f"{model} seed {seed}: {metric.label} per-image outcomes ({len(values)}) disagree with its "
+                f"accuracy on {n} images"
+            )
     return flags
 
 

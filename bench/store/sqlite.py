@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -33,12 +34,12 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL REFERENCES cells(key) ON DELETE CASCADE,
-    metric TEXT NOT NULL, param REAL, statistic TEXT NOT NULL, value REAL NOT NULL,
+    metric TEXT NOT NULL, param REAL, statistic TEXT NOT NULL, value REAL,
     source TEXT NOT NULL DEFAULT '', attack TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS examples (
     key TEXT NOT NULL REFERENCES cells(key) ON DELETE CASCADE,
-    metric TEXT NOT NULL, param REAL, example INTEGER NOT NULL, value REAL NOT NULL,
+    metric TEXT NOT NULL, param REAL, example INTEGER NOT NULL, value REAL,
     source TEXT NOT NULL DEFAULT '', statistic TEXT NOT NULL DEFAULT '', attack TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS trainings (
@@ -51,6 +52,10 @@ CREATE TABLE IF NOT EXISTS trainings (
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
 CREATE INDEX IF NOT EXISTS cells_suite ON cells(suite, suite_version);
 """
+# value REAL: NULL is NaN (SQLite stores a bound NaN as NULL; a similarity of a constant feature
+# map is NaN by design). SCHEMA_VERSION is PRAGMA user_version: 2 made value nullable.
+SCHEMA_VERSION = 2
+NULLABLE_VALUES = ("metrics", "examples")
 # columns added after the first release, with their defaults for older stores
 MIGRATIONS = {
     "cells": {"flags": "'[]'", "numerics": "'cpu-fp32'", "provenance": "'{}'"},
@@ -119,12 +124,21 @@ class ResultStore:
             raise BenchError(f"{self.path}: cannot {doing} the results store ({what}); {fix}") from None
 
     def _ensure_schema(self) -> None:
-        """Create or migrate only when something is missing: a complete store opens read-only."""
+        """Check the schema version before any work; create or migrate only when something is
+        missing or older: a complete store opens read-only."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise BenchError(
+                f"{self.path}: a results store of schema {version}, newer than this neuroreg-bench reads "
+                f"({SCHEMA_VERSION}); upgrade neuroreg-bench or pass --store NEW"
+            )
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = {"cells", "metrics", "examples", "trainings"} - tables
-        columns = {t: {r[1] for r in self.conn.execute(f"PRAGMA table_info({t})")} for t in MIGRATIONS if t in tables}
+        info = {t: list(self.conn.execute(f"PRAGMA table_info({t})")) for t in (*MIGRATIONS, "cells") if t in tables}
+        columns = {t: {r[1] for r in rows} for t, rows in info.items()}
         stale = {t: [c for c in added if c not in columns[t]] for t, added in MIGRATIONS.items() if t in columns}
-        if not missing and not any(stale.values()):
+        not_null = [t for t in NULLABLE_VALUES if any(r[1] == "value" and r[3] for r in info.get(t, []))]
+        if not missing and not any(stale.values()) and not not_null and version == SCHEMA_VERSION:
             return
         with self.conn:
             self.conn.executescript(SCHEMA)
@@ -133,6 +147,14 @@ class ResultStore:
                     self.conn.execute(
                         f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT {MIGRATIONS[table][column]}"
                     )
+            for table in not_null:  # SQLite cannot drop a NOT NULL: rebuild the table
+                names = ", ".join(r[1] for r in self.conn.execute(f"PRAGMA table_info({table})"))
+                self.conn.execute(f"ALTER TABLE {table} RENAME TO {table}_old")
+                self.conn.executescript(SCHEMA)
+                self.conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_old")
+                self.conn.execute(f"DROP TABLE {table}_old")
+            self.conn.executescript(SCHEMA)  # the indexes of rebuilt tables
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.conn.close()
@@ -287,10 +309,11 @@ class ResultStore:
 
     def cell_metrics(self, digest: str) -> list[dict]:
         """A stored cell's numbers, in the order they were written."""
-        return self._dicts(
+        rows = self._dicts(
             "SELECT metric, source, param, statistic, attack, value FROM metrics WHERE key = ? ORDER BY rowid",
             (digest,),
         )
+        return [{**r, "value": math.nan if r["value"] is None else r["value"]} for r in rows]
 
     def trainings(self, checkpoints: set[tuple[str, str]]) -> list[dict]:
         """Training records of the given (model, checkpoint hash) pairs."""
@@ -307,6 +330,15 @@ class ResultStore:
         )
         return rows[0] if rows else None
 
+    def evaluated_weights(self, model: str, card_hash: str) -> str | None:
+        """The weights hash an evaluation recorded for an external card (its card hash holds the
+        file's sha256): how a read-only command finds its cells without loading the model."""
+        rows = self._dicts(
+            "SELECT checkpoint_hash FROM cells WHERE model = ? AND card_hash = ? ORDER BY rowid DESC LIMIT 1",
+            (model, card_hash),
+        )
+        return rows[0]["checkpoint_hash"].split("+")[0] if rows else None
+
     def cell_examples(self, digest: str) -> dict[tuple, np.ndarray]:
         """A stored cell's per-image outcomes by (MetricId, param, statistic, attack), in image order."""
         grouped: dict[tuple, list[float]] = {}
@@ -315,5 +347,7 @@ class ResultStore:
             "ORDER BY metric, source, param, statistic, attack, example",
             (digest,),
         ):
-            grouped.setdefault((MetricId(metric, source), param, statistic, attack), []).append(value)
+            grouped.setdefault((MetricId(metric, source), param, statistic, attack), []).append(
+                math.nan if value is None else value
+            )
         return {k: np.asarray(v, float) for k, v in grouped.items()}

@@ -76,9 +76,12 @@ def update_reference(
     data_root: Path | None = None,
     progress: Callable[[], Progress] = Silent,
     deterministic: bool = False,
+    executor=None,
 ) -> Reference:
     seeds = tuple(suite.check.reference_seeds or suite.seeds)
-    summary = run_suite(suite, store, workdir, device, data_root, progress, seeds=seeds, deterministic=deterministic)
+    summary = run_suite(
+        suite, store, workdir, device, data_root, progress, seeds=seeds, deterministic=deterministic, executor=executor
+    )
     data = _columns(suite, store, summary.cells, "reference seeds")
     fixture_seed = suite.seeds[0]
     fixtures = []
@@ -216,14 +219,25 @@ def check_against(
     deterministic: bool = False,
     ref: Reference | None = None,
     fixtures_only: bool = False,
+    executor=None,
 ) -> CheckResult:
+    """The fixtures' numbers against the reference's, then the suite's seeds trained and evaluated
+    (on ``executor``, bench.executors, where given) against the reference's seed spread."""
     ref = ref or read_reference(path, suite)
     result = CheckResult()
     result.changes = fixture_changes(suite, store, workdir, path, device, data_root, progress, run, deterministic, ref)
     if fixtures_only:
         return result
     trained = run_suite(
-        suite, store, workdir, device, data_root, progress, deterministic=deterministic, train_missing=run
+        suite,
+        store,
+        workdir,
+        device,
+        data_root,
+        progress,
+        deterministic=deterministic,
+        train_missing=run,
+        executor=executor if run else None,
     )
     data = _columns(suite, store, trained.cells, "trained seeds")
     per_seed = headline_per_seed(data.results, report_specs(suite))

@@ -60,6 +60,7 @@ class RunSummary:
     evaluated: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds: setup, train, evaluate
     cells: list[Cell] = field(default_factory=list)  # the plan: every cell of the suite, keyed where possible
     checkpoints: dict = field(default_factory=dict)  # (model, seed) -> (path or None, checkpoint hash)
 
@@ -186,6 +187,19 @@ def external_checkpoints(
             check_outputs(card, model, x, ds.num_classes, suite.batch_size)
         for seed in card.seeds_of(seeds):
             out[(card.name, seed)] = (Path(card.path), card.weights_hash(model))
+    return out
+
+
+def stored_external_checkpoints(suite: SuiteCard, store: ResultStore, seeds: tuple[int, ...]) -> Checkpoints:
+    """For read-only commands: each external model's weights hash as an evaluation recorded it,
+    found through the card hash (its file's sha256); no model is loaded, so no author's code
+    runs. A model never evaluated has no entry (its cells are not stored)."""
+    out: Checkpoints = {}
+    for card in (c for c in suite.cards if c.external):
+        weights = store.evaluated_weights(card.name, card.card_hash)
+        if weights is not None:
+            for seed in card.seeds_of(seeds):
+                out[(card.name, seed)] = (Path(card.path), weights)
     return out
 
 
@@ -369,9 +383,13 @@ def run_suite(
     n_subset = subset_size(ds, suite)
     eval_numerics = evaluation_numerics(dev)
 
-    externals = external_checkpoints(suite, ds, seeds, dev, probe=train_missing and evaluate)
+    if train_missing:
+        externals = external_checkpoints(suite, ds, seeds, dev, probe=evaluate)
+    else:
+        externals = stored_external_checkpoints(suite, store, seeds)
     checkpoints = {**pinned_checkpoints(suite, pinned or {}), **externals}
     zoo = [c for c in suite.cards if not c.external]
+    summary.phases["setup"] = time.perf_counter() - t0
     if train_missing:
         missing = [
             (c, s)
@@ -403,6 +421,7 @@ def run_suite(
             store.write_training(name, cards[name].card_hash, seed, load_checkpoint(path))
 
     summary.checkpoints = checkpoints
+    summary.phases["train"] = time.perf_counter() - t0 - summary.phases["setup"]
     pending = []
     plan = plan_cells(suite, n_subset, seeds)
     subsets = subsets_of(suite, ds, plan)
@@ -427,4 +446,5 @@ def run_suite(
                 store.write_cell(cell.key, output=output, **meta)
                 summary.evaluated += 1
     summary.seconds = time.perf_counter() - t0
+    summary.phases["evaluate"] = summary.seconds - summary.phases["setup"] - summary.phases["train"]
     return summary

@@ -1,0 +1,92 @@
+"""What a stored cell may hold: a cell file from a worker (or anyone) is data and is checked
+before it reaches the store. Types and bounds come from strict typed models; the numbers must be
+in range (accuracies and shares in [0, 1], finite, or NaN where a statistic is undefined) and
+consistent with their per-image values (an accuracy is the mean of its 0/1 outcomes, one per
+evaluation image)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+
+from bench.evals.base import EvalOutput
+
+BigInt = Annotated[int, Field(ge=0, le=2**63 - 1)]  # what SQLite's INTEGER holds
+Text = Annotated[str, Field(max_length=1_000_000)]
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+# statistics that are fractions of images (or of attack wins): values in [0, 1]
+FRACTIONS = frozenset({"accuracy", "found", "wins", "mean accuracy"})
+
+
+@dataclass(frozen=True)
+class KeyModel:
+    __pydantic_config__ = _STRICT
+    suite: Text
+    suite_version: BigInt
+    model: Text
+    card_hash: Text
+    checkpoint_hash: Text
+    seed: BigInt
+    evaluation: Text
+    eval_version: BigInt
+    params: Text
+    subset_hash: Text
+    numerics: Text
+
+
+@dataclass(frozen=True)
+class MetaModel:
+    __pydantic_config__ = _STRICT
+    regularizer: Text
+    arch: Text
+    dataset: Text
+    n_images: Annotated[int, Field(ge=1, le=100_000_000)]
+    cell_seed: BigInt
+    packages: Text
+    device: Text
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    provenance: Text = "{}"
+
+
+def typed_problems(key: dict, meta: dict) -> list[str]:
+    """The key and meta of a cell file against their typed models: one line per field."""
+    problems = []
+    for name, model, data in (("key", KeyModel, key), ("meta", MetaModel, meta)):
+        try:
+            TypeAdapter(model).validate_json(json.dumps(data))
+        except ValidationError as exc:
+            for e in exc.errors():
+                where = ".".join(str(p) for p in e["loc"]) or name
+                problems.append(f"{name}.{where}: {e['msg']}")
+    return problems
+
+
+def output_problems(output: EvalOutput, n_images: int) -> list[str]:
+    """Ranges, finiteness and metric-vs-example consistency of one cell's numbers."""
+    problems = []
+    for m in output.metrics:
+        label = f"{m.metric.label} {m.statistic}" + (f" at {m.param:g}" if m.param is not None else "")
+        if m.param is not None and not math.isfinite(m.param):
+            problems.append(f"{label}: its grid point is not finite")
+        if m.statistic in FRACTIONS and not math.isnan(m.value) and not 0.0 <= m.value <= 1.0:
+            problems.append(f"{label}: {m.value!r} is outside [0, 1]")
+    values = {(m.metric, m.param, m.statistic, m.attack): m.value for m in output.metrics}
+    for e in output.examples:
+        label = f"{e.metric.label} {e.statistic}" + (f" at {e.param:g}" if e.param is not None else "")
+        if e.statistic != "accuracy":
+            continue
+        if len(e.values) != n_images:
+            problems.append(f"{label}: {len(e.values)} per-image outcomes for {n_images} images")
+            continue
+        if not bool(((e.values == 0) | (e.values == 1)).all()):
+            problems.append(f"{label}: per-image outcomes other than 0 and 1")
+            continue
+        metric = values.get((e.metric, e.param, e.statistic, e.attack))
+        if metric is not None and not math.isclose(metric, float(e.values.double().mean()), abs_tol=1e-9):
+            problems.append(f"{label}: {metric!r} is not the mean of its {n_images} per-image outcomes")
+    return problems
