@@ -94,6 +94,7 @@ class TrainerSpec:
     split_seed: Seed = 0
     train_images: Annotated[int, Field(ge=0, le=100_000_000)] = 0  # 0: the whole training split; else a seeded subset
     augment: bool = True  # random crop (pad 4, reflect) + horizontal flip
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0  # a generic regularizer (matched-cost controls)
 
 
 @dataclass(frozen=True)
@@ -397,9 +398,14 @@ def load_suite_card(name: str) -> SuiteCard:
                 f"{where}: key 'compare.{key}': {ref!r} is not one of the suite's models {list(suite.models)}"
             )
     offered: dict[str, set[str]] = {}
-    for ev in evals:
+    for k, ev in enumerate(evals):
         for label, names in EVALUATIONS.get(ev.kind)(ev.params).report().contrasts().items():
-            offered.setdefault(label, set()).update(names)
+            if label in offered:
+                raise CardError(
+                    f"{where}: 'evaluations[{k}]' reports {label!r}, which an earlier evaluation reports too "
+                    "(their numbers would mix); merge them or change one"
+                )
+            offered[label] = set(names)
     for k, e in enumerate(suite.endpoints):
         check_endpoint(e, suite.models, offered, f"{where}: key 'endpoints[{k}]")
     return dataclasses.replace(suite, name=path.stem, path=where, evaluations=tuple(evals), cards=tuple(cards))

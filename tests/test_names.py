@@ -95,3 +95,10 @@ def test_a_hostile_description_is_printed_as_text_in_every_format(cards):
     assert report.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # not mkdtemp's 0700
     page = (report / "index.html").read_text()
     assert "<script>alert" not in page and html.escape("<script>alert(1)") in page
+
+
+def test_two_evaluations_reporting_one_metric_are_a_card_error(cards):
+    twice = '\n[[evaluations]]\nkind = "noise"\nnoise = "gaussian"\nlevels = [0.0, 0.2]\n'
+    (cards / "suites" / "twice.toml").write_text(TINY_SUITE + twice)
+    with pytest.raises(CardError, match="'evaluations\\[4\\]' reports 'noise-gaussian', which an earlier"):
+        load_suite_card("twice")

@@ -172,3 +172,43 @@ def test_similarity_evaluation_scores_a_matching_representation_high_and_a_shuff
     matched, mismatched = score(target), score(shuffled)
     assert matched[None] > 0.95 and matched[0.0] == matched[None]  # one tap: the mix is that tap
     assert abs(mismatched[None]) < 0.3
+
+
+def pixel_table(**extra) -> dict:
+    return {"kind": "pixel-threshold", "stimuli": "fmnist-mini", "n_stimuli": 120, "threshold": 0.5, **extra}
+
+
+def test_a_constant_target_holds_one_value_on_the_pixel_targets_own_stimuli():
+    spec = validate_target_spec({"kind": "constant", "stimuli": "fmnist-mini", "n_stimuli": 120}, "card", "target")
+    zero = build_target(spec)
+    pixel = build_target(validate_target_spec(pixel_table(), "card", "target"))
+    assert torch.equal(zero.images, pixel.images) and torch.equal(zero.labels, pixel.labels)
+    assert set(zero.matrix().flatten().tolist()) == {0.0} and zero.description["kind"] == "constant"
+    half = build_target(validate_target_spec({"kind": "constant", "stimuli": "fmnist-mini", "value": -0.5}, "c", "t"))
+    assert set(half.lookup(torch.tensor([0, 3]), torch.tensor([1, 9])).tolist()) == {-0.5}
+    with pytest.raises(Exception, match="value"):
+        validate_target_spec({"kind": "constant", "stimuli": "fmnist-mini", "value": 2.0}, "card", "target")
+
+
+def test_a_within_class_shuffle_permutes_identities_only_inside_each_label():
+    base = build_target(validate_target_spec(pixel_table(), "card", "target"))
+    shuffled = build_target(
+        validate_target_spec(pixel_table(shuffle="within-class"), "card", "target"), training_seed=4
+    )
+    perm = shuffled.perm
+    assert torch.equal(base.labels[perm], base.labels) and not torch.equal(perm, torch.arange(base.n))
+    assert torch.equal(shuffled.matrix(), base.matrix()[perm][:, perm])
+    assert 0 < shuffled.description["pairs_changed"] < 1 and shuffled.description["shuffle"] == "shuffle-within-class"
+    # an identity shuffle mixes classes; a within-class one keeps every same-class pair same-class
+    ids = build_target(validate_target_spec(pixel_table(shuffle="ids"), "card", "target"), training_seed=4)
+    assert not torch.equal(base.labels[ids.perm], base.labels)
+
+
+def test_a_within_class_shuffle_of_a_target_without_labels_is_an_error():
+    from bench.errors import BenchError
+    from bench.targets.base import ShuffledWithinClass
+
+    images = torch.rand(6, 1, 4, 4)
+    target = CosineTarget(images, unit_rows(images.flatten(1)), {"kind": "neural"})
+    with pytest.raises(BenchError, match="needs class labels"):
+        ShuffledWithinClass(target, 0)

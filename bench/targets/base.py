@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import torch
 
+from bench.errors import BenchError
+
 
 def n_pairs(n: int) -> int:
     return n * (n - 1) // 2
@@ -39,6 +41,7 @@ class SimilarityTarget(ABC):
     images: torch.Tensor
     description: dict
     n_train: int | None = None  # None: all
+    labels: torch.Tensor | None = None  # the stimuli's class labels, where they are task images
 
     @property
     def n(self) -> int:
@@ -97,6 +100,28 @@ class ShuffledIds(SimilarityTarget):
         self.base, self.images = base, base.images
         self.perm = torch.randperm(base.n, generator=torch.Generator().manual_seed(seed))
         self.description = {**base.description, "shuffle": "shuffle-ids", "shuffle_seed": seed}
+
+    def lookup(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        return self.base.lookup(self.perm[i], self.perm[j])
+
+
+class ShuffledWithinClass(SimilarityTarget):
+    """Control (c): permute image identities within each class label. The class structure of the
+    similarities stays (a same-class pair stays same-class); their pixel specificity goes."""
+
+    def __init__(self, base: SimilarityTarget, seed: int):
+        if base.labels is None:
+            raise BenchError(
+                f"target {base.description.get('kind', '?')}: shuffle 'within-class' needs class labels of the "
+                "stimuli, which this kind does not have; use shuffle 'ids'"
+            )
+        self.base, self.images, self.labels = base, base.images, base.labels
+        generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.arange(base.n)
+        for label in torch.unique(base.labels):
+            members = torch.nonzero(base.labels == label).flatten()
+            self.perm[members] = members[torch.randperm(len(members), generator=generator)]
+        self.description = {**base.description, "shuffle": "shuffle-within-class", "shuffle_seed": seed}
 
     def lookup(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         return self.base.lookup(self.perm[i], self.perm[j])

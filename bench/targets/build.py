@@ -16,7 +16,7 @@ from bench.config import parse
 from bench.errors import BenchError
 from bench.registry import Registry
 from bench.seeds import sub_seed
-from bench.targets.base import ShuffledEntries, ShuffledIds, SimilarityTarget, changed_fraction
+from bench.targets.base import ShuffledEntries, ShuffledIds, ShuffledWithinClass, SimilarityTarget, changed_fraction
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ TARGETS: Registry[TargetKind] = Registry("target")
 SHUFFLES: Registry[Callable[[SimilarityTarget, int], SimilarityTarget]] = Registry("shuffle")
 SHUFFLES.register("ids")(ShuffledIds)
 SHUFFLES.register("entries")(ShuffledEntries)
+SHUFFLES.register("within-class")(ShuffledWithinClass)
 # target kinds that live above this package: imported when a card names them
 TARGETS.lazy("neural", "bench.neural.pipeline:NeuralTarget")
 TARGETS.lazy("raw", "bench.neural.pipeline:RawTarget")
@@ -50,7 +51,7 @@ TARGETS.lazy("raw", "bench.neural.pipeline:RawTarget")
 class TargetSpec:
     kind: str
     params: Any  # the kind's Params dataclass
-    shuffle: Literal["none", "ids", "entries"] = "none"
+    shuffle: Literal["none", "ids", "entries", "within-class"] = "none"
     seed: int = 0  # picks the stimuli; with the training seed, the shuffle permutation
     heldout: int = 0  # stimuli never used in training, for the similarity evaluation
 
@@ -59,7 +60,7 @@ class TargetSpec:
 class _Common:
     __pydantic_config__ = ConfigDict(extra="allow")
     kind: str
-    shuffle: Literal["none", "ids", "entries"] = "none"
+    shuffle: Literal["none", "ids", "entries", "within-class"] = "none"
     seed: int = 0
     heldout: Annotated[int, Field(ge=0, le=100_000)] = 0
 

@@ -44,8 +44,16 @@ def stimulus_indices(n_images: int, n: int, seed: int, exclude: torch.Tensor | N
 
 def stimulus_images(dataset: str, n: int, seed: int, data_root: Path | None, exclude=None) -> torch.Tensor:
     """Stimuli as floats in [0,1] (``stimulus_indices`` of the dataset's training images)."""
+    return labelled_stimuli(dataset, n, seed, data_root, exclude)[0]
+
+
+def labelled_stimuli(
+    dataset: str, n: int, seed: int, data_root: Path | None, exclude=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``stimulus_images`` and their class labels."""
     ds = load_dataset(dataset, data_root)
-    return to_float(ds.train_x[stimulus_indices(len(ds.train_y), n, seed, exclude)])
+    idx = stimulus_indices(len(ds.train_y), n, seed, exclude)
+    return to_float(ds.train_x[idx]), torch.as_tensor(ds.train_y[idx]).long()
 
 
 def threshold(th: float, shrink: float):
@@ -62,7 +70,9 @@ def _centred_pixel_target(
 ) -> CosineTarget:
     """Centred cosine over all stimuli, training and held out (as the neural targets are built)."""
     n = params.n_stimuli
-    images = stimulus_images(params.stimuli, n + stimuli.heldout, seed, data_root, stimuli.exclude.get(params.stimuli))
+    images, labels = labelled_stimuli(
+        params.stimuli, n + stimuli.heldout, seed, data_root, stimuli.exclude.get(params.stimuli)
+    )
     vectors = unit_rows(images.flatten(1))
     desc = {
         "kind": kind,
@@ -73,7 +83,36 @@ def _centred_pixel_target(
         "excluded": int(len(stimuli.exclude.get(params.stimuli, ()))),
         **extra,
     }
-    return CosineTarget(images, vectors, desc, transform)
+    target = CosineTarget(images, vectors, desc, transform)
+    target.labels = labels
+    return target
+
+
+@dataclass(frozen=True)
+class ConstantParams(PixelParams):
+    value: Annotated[float, Field(ge=-1, le=1)] = 0.0
+
+
+def constant(value: float):
+    def apply(s: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(s, value)
+
+    return apply
+
+
+@TARGETS.register("constant")
+class ConstantTarget:
+    """One similarity for every pair (0: the regularizer is pure decorrelation) on the pixel
+    targets' stimuli (the same images for the same seed): the control that asks how much of a
+    mostly-zero thresholded target's effect its structure carries."""
+
+    Params = ConstantParams
+
+    @staticmethod
+    def build(params: ConstantParams, seed: int, data_root: Path | None, stimuli: Stimuli) -> CosineTarget:
+        return _centred_pixel_target(
+            "constant", params, seed, data_root, stimuli, constant(params.value), value=params.value
+        )
 
 
 @TARGETS.register("pixel")

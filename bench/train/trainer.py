@@ -6,6 +6,7 @@ run that is interrupted and resumed ends with bit-identical weights on CPU."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import time
@@ -256,11 +257,12 @@ def _valid(path: Path) -> bool:
         return False
 
 
-def step_losses(model: nn.Module, reg: NoRegularizer, x, y, pairs: PairDraws | None):
+def step_losses(model: nn.Module, reg: NoRegularizer, x, y, pairs: PairDraws | None, label_smoothing: float = 0.0):
     """(loss, ce, sim, accuracy) of one step: the part of the step that ``torch.compile`` may
-    take whole (one graph, no breaks, checked in the tests)."""
+    take whole (one graph, no breaks, checked in the tests). ``label_smoothing``: a generic
+    regularizer (the matched-cost control of a clean-accuracy trade-off)."""
     logits = model(x).float()
-    ce = F.cross_entropy(logits, y)
+    ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     term, sim = reg.loss(model, pairs)
     return ce + term, ce, sim, (logits.argmax(1) == y).sum().float() / len(y)
 
@@ -341,7 +343,8 @@ def _train_locked(
     steps = len(data.y) // tr.batch_size
     clock, first_epoch = Clock(), st["epoch"] + 1
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    losses = speed.compiled(step_losses)
+    smoothing = tr.label_smoothing
+    losses = speed.compiled(step_losses if not smoothing else functools.partial(step_losses, label_smoothing=smoothing))
     progress.start(f"train {card.name} seed {seed}", (tr.epochs - st["epoch"]) * steps)
     with BackgroundSaver() as saver, speed.backends():
         for epoch in range(st["epoch"], tr.epochs):
