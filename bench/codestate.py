@@ -38,12 +38,17 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+# what makes numbers: the package, the cards, the pinned dependencies (not reports or prose, so a
+# report written while the README is edited is not "dirty")
+NUMBER_PATHS = ("bench", "models", "suites", "pyproject.toml", "constraints.txt")
+
+
 @functools.cache
 def code_state() -> dict:
-    """{'commit': HEAD or None, 'dirty': uncommitted changes (None without git), 'source': the
+    """{'commit': HEAD or None, 'dirty': uncommitted changes to NUMBER_PATHS (None without git), 'source': the
     package's source hash}."""
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain") if commit is not None else None
+    status = git("status", "--porcelain", "--", *NUMBER_PATHS) if commit is not None else None
     return {
         "commit": commit.strip() if commit else None,
         "dirty": None if status is None else bool(status.strip()),
