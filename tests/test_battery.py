@@ -339,6 +339,14 @@ max_images = 8
 kind = "corruptions"
 corruptions = ["gaussian_noise", "frost", "elastic_transform"]
 severities = [1, 5]
+
+[[evaluations]]
+kind = "noise"
+noise = "uniform"
+levels = [0.0, 0.2]
+
+[[evaluations]]
+kind = "similarity"
 """
 )
 
@@ -348,9 +356,11 @@ def test_every_evaluation_of_the_battery_through_the_cli(tmp_path, monkeypatch):
     """All seven ensemble attacks (Brendel-Bethge compiles with numba here), transfer,
     AutoAttack and corruptions in one suite, reported with their tables and flags."""
     enter(write_card_root(tmp_path, BATTERY_SUITE), monkeypatch)
+    pixel = tmp_path / "models" / "tiny-pixel.toml"  # held-out stimuli for the similarity evaluation
+    pixel.write_text(pixel.read_text().replace("threshold = 0.5\n", "threshold = 0.5\nheldout = 16\n"))
     code, out, err = run_cli("run", "tiny", "--device", "cpu")
     assert code == 0, err
-    assert "evaluated 12 cells" in out
+    assert "evaluated 16 cells" in out
     board = (tmp_path / "reports" / "tiny" / "leaderboard.md").read_text()
     for text in (
         "## Minimal-perturbation ensemble",
@@ -371,4 +381,4 @@ def test_every_evaluation_of_the_battery_through_the_cli(tmp_path, monkeypatch):
     assert ((wins > 0.99) & (wins < 1.01)).all()  # every correctly classified image has one winner
     probe = res[res["statistic"] == "sanity probe accuracy"]
     assert len(probe) == 2 and (probe["param"] == 0.5).all()
-    assert run_cli("run", "tiny", "--device", "cpu")[1].count("evaluated 0 cells, 12 already in the store") == 1
+    assert run_cli("run", "tiny", "--device", "cpu")[1].count("evaluated 0 cells, 16 already in the store") == 1
