@@ -44,7 +44,7 @@ def test_description_does_not_change_the_card_hash(cards):
         ('arch = "resnet18"\ndataset = "mnist"\n', "key 'dataset': unknown dataset 'mnist'"),
         (
             'arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "brain"\n',
-            "unknown target 'brain'; valid names: neural, pixel, pixel-threshold, raw",
+            "unknown target 'brain'; valid names: constant, neural, pixel, pixel-threshold, raw",
         ),
         (
             'arch = "resnet18"\ndataset = "fmnist-mini"\n[regularizer]\nalpha = 1.0\n[regularizer.target]\nkind = "pixel"\nstimuli = "fmnist-mini"\nthreshold = 0.5\n',
