@@ -174,10 +174,10 @@ def run(
     from bench.cards import load_suite_card
     from bench.executors import make_executor, merged_options
     from bench.external.sources import trust_code as trust
-
-    trust(trust_code)
     from bench.report import build_leaderboard, report_destination, write_reports
     from bench.suite import run_suite
+
+    trust(trust_code)
 
     card = load_suite_card(suite)
     options = _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem)
@@ -342,7 +342,7 @@ def _execution(merged_options, card, executor, workers, threads, address, partit
 
 def _print_board(board, dest: Path | None) -> None:
     for e in board.endpoints:
-        say(e.line().replace("**", ""))
+        say(e.line(strong=""))
     say(board.text_table())
     if len(board.best):
         say("\nprobability of being best (seed bootstrap):")
@@ -592,13 +592,13 @@ def merge(
     a refused file is named and left in place, the rest merged. Idempotent, safe to run again
     and while workers still write."""
     from bench.store.cellfiles import merge as merge_cells
-    from bench.store.cellfiles import planned_meta
 
     with _open_store(workdir, store) as db:
         expected = None
         if suite is not None:
             from bench.cards import load_suite_card
             from bench.suite import run_suite
+            from bench.suite.runner import planned_meta
 
             card = load_suite_card(suite)
             plan = run_suite(card, db, workdir, device, train_missing=False)

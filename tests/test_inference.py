@@ -234,3 +234,15 @@ def test_a_report_folder_alone_reproduces_its_intervals(tmp_path, monkeypatch):
     outcomes.to_csv(report / "outcomes.csv.gz", index=False)
     code, out, _ = run_cli("analyze", "reports/tiny")
     assert "do NOT reproduce" in out
+
+
+def test_an_endpoints_own_words_are_escaped_for_markdown_and_its_verdict_marked_per_format():
+    from bench.report.escape import markdown_text
+
+    res = results({"a": [v + 0.1 for v in NOISE], "b": [0] * 10})
+    hostile = endpoint(name="<b>x</b> | #1", says={"met": "it *replicates*"})
+    (e,) = evaluate_endpoints([hostile], res, SPECS)
+    md = e.line(markdown_text)
+    assert "<b>" not in md and "\\<b\\>x\\</b\\> \\| \\#1:" in md and "(it \\*replicates\\*)" in md
+    assert f"**{e.verdict}**" in md and "**" not in e.line(strong="")
+    assert e.line().startswith("<b>x</b> | #1:")  # plain text where nothing renders markup (the CLI)

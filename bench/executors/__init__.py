@@ -46,7 +46,8 @@ class Executor:
         """Compute the pending cells on the workers and merge each cell file into the store as it
         arrives; returns how many were merged."""
         from bench.executors.jobs import cell_job
-        from bench.store.cellfiles import cells_dir, planned_meta, read_cell
+        from bench.store.cellfiles import cells_dir, read_cell
+        from bench.suite.runner import planned_meta
 
         plain = {k: (str(p), h) for k, (p, h) in checkpoints.items()}
         merged = 0

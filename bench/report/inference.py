@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -451,7 +452,9 @@ class EndpointResult:
     seeds: int
     interpretation: str = ""
 
-    def line(self) -> str:
+    def line(self, text: Callable[[str], str] = str, strong: str = "**") -> str:
+        """One line per endpoint; ``text`` escapes the card's own words (its name, what each
+        verdict means) for the output format, ``strong`` marks the verdict."""
         est, ci = effect_text(
             self.interval.estimate, self.interval.low, self.interval.high, self.percent, self.log_scale
         )
@@ -463,11 +466,11 @@ class EndpointResult:
             if self.p_adjusted == self.p or math.isnan(self.p_adjusted)
             else f", p on the claimed side after Holm {p_text(self.p_adjusted)}"
         )
-        meaning = f" ({self.interpretation})" if self.interpretation else ""
+        meaning = f" ({text(self.interpretation)})" if self.interpretation else ""
         return (
-            f"{self.name}: {self.model} vs {self.reference}, {self.what}: {est} {u} {level} CI {ci} "
+            f"{text(self.name)}: {self.model} vs {self.reference}, {self.what}: {est} {u} {level} CI {ci} "
             f"({self.interval.label}), p = {p_text(self.p)}{adjusted}, {self.seeds} seeds, MDE 80% {mde}: "
-            f"**{self.verdict}**{meaning} ({self.reason})"
+            f"{strong}{self.verdict}{strong}{meaning} ({self.reason})"
         )
 
 

@@ -152,7 +152,7 @@ def markdown(board, plots: list[str]) -> str:
     )  # noqa: E731
     out = [f"# Leaderboard: suite `{s.name}` (version {s.version})", ""]
     if board.endpoints:
-        out += ["## Primary endpoints", "", *[f"- {e.line()}" for e in board.endpoints], ""]
+        out += ["## Primary endpoints", "", *[f"- {e.line(markdown_text)}" for e in board.endpoints], ""]
         out += [*endpoint_notes(board), ""]
     if s.description:
         out += [markdown_text(s.description), ""]
@@ -273,7 +273,7 @@ def html_page(board, plots: dict[str, Path]) -> str:
     )
     endpoints = (
         "<h2>Primary endpoints</h2><ul>"
-        + "".join(f"<li>{e(x.line()).replace('**', '')}</li>" for x in board.endpoints)
+        + "".join(f"<li>{e(x.line(strong=''))}</li>" for x in board.endpoints)
         + "</ul>"
         + "".join(f"<p class='note'>{e(n)}</p>" for n in endpoint_notes(board))
         if board.endpoints

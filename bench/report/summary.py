@@ -177,7 +177,7 @@ def consistency_flags(df: pd.DataFrame, examples: dict) -> list[str]:
 
     if df.empty:
         return []
-    df = df.assign(label=[f"{m}:{s}" if s else m for m, s in zip(df["metric"], df["source"])])
+    df = df.assign(label=[MetricId(m, s).label for m, s in zip(df["metric"], df["source"])])
     flags = []
     fractions = df[df["statistic"].isin(FRACTIONS)]
     for _, r in fractions[~fractions["value"].between(0.0, 1.0) & ~fractions["value"].isna()].iterrows():

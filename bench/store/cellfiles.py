@@ -145,16 +145,6 @@ def read_cell(path: Path, expected: dict[str, dict] | None = None) -> tuple[Cell
     return key, meta, output
 
 
-def planned_meta(suite, cell) -> dict:
-    """What a plan fixes about a cell's meta: a cell file must agree."""
-    return {
-        "regularizer": cell.card.regularizer_label,
-        "arch": cell.card.arch,
-        "dataset": suite.dataset,
-        "n_images": cell.n_images,
-    }
-
-
 def merge(store: ResultStore, workdir: Path, expected: dict[str, dict] | None = None) -> tuple[int, int, list[str]]:
     """Insert every valid cell file not yet in the store (with ``expected``: only the plan's
     cells): (merged, already there, refused files with why). Idempotent, safe to rerun and to

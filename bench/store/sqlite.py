@@ -140,8 +140,8 @@ class ResultStore:
         not_null = [t for t in NULLABLE_VALUES if any(r[1] == "value" and r[3] for r in info.get(t, []))]
         if not missing and not any(stale.values()) and not not_null and version == SCHEMA_VERSION:
             return
-        with self.conn:
-            self.conn.executescript(SCHEMA)
+        statements = [part.strip() for part in SCHEMA.split(";") if part.strip()]
+        with self._immediate():  # all of it or none: a killed migration loses no row
             for table, added in stale.items():
                 for column in added:
                     self.conn.execute(
@@ -150,10 +150,12 @@ class ResultStore:
             for table in not_null:  # SQLite cannot drop a NOT NULL: rebuild the table
                 names = ", ".join(r[1] for r in self.conn.execute(f"PRAGMA table_info({table})"))
                 self.conn.execute(f"ALTER TABLE {table} RENAME TO {table}_old")
-                self.conn.executescript(SCHEMA)
+                create = f"CREATE TABLE IF NOT EXISTS {table} ("
+                self.conn.execute(next(stmt for stmt in statements if stmt.startswith(create)))
                 self.conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_old")
                 self.conn.execute(f"DROP TABLE {table}_old")
-            self.conn.executescript(SCHEMA)  # the indexes of rebuilt tables
+            for statement in statements:  # missing tables, and the indexes the rebuilt tables lost
+                self.conn.execute(statement)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:

@@ -66,20 +66,25 @@ def typed_problems(key: dict, meta: dict) -> list[str]:
     return problems
 
 
+def _label(number) -> str:
+    """'noise-gaussian accuracy at 0.5': a Metric or Example, for a problem's line."""
+    return f"{number.metric.label} {number.statistic}" + (f" at {number.param:g}" if number.param is not None else "")
+
+
 def output_problems(output: EvalOutput, n_images: int) -> list[str]:
     """Ranges, finiteness and metric-vs-example consistency of one cell's numbers."""
     problems = []
     for m in output.metrics:
-        label = f"{m.metric.label} {m.statistic}" + (f" at {m.param:g}" if m.param is not None else "")
+        label = _label(m)
         if m.param is not None and not math.isfinite(m.param):
             problems.append(f"{label}: its grid point is not finite")
         if m.statistic in FRACTIONS and not math.isnan(m.value) and not 0.0 <= m.value <= 1.0:
             problems.append(f"{label}: {m.value!r} is outside [0, 1]")
     values = {(m.metric, m.param, m.statistic, m.attack): m.value for m in output.metrics}
     for e in output.examples:
-        label = f"{e.metric.label} {e.statistic}" + (f" at {e.param:g}" if e.param is not None else "")
         if e.statistic != "accuracy":
             continue
+        label = _label(e)
         if len(e.values) != n_images:
             problems.append(f"{label}: {len(e.values)} per-image outcomes for {n_images} images")
             continue

@@ -327,10 +327,7 @@ class CellComputer:
         ctx.predictions = self.predictions[(path, cell.n_images)]
         output = cell.evaluation.run(model, sub.x, sub.y, ctx)
         meta = {
-            "regularizer": cell.card.regularizer_label,
-            "arch": cell.card.arch,
-            "dataset": self.suite.dataset,
-            "n_images": len(sub.y),
+            **planned_meta(self.suite, cell),
             "cell_seed": self.seed,
             "packages": self.packages,
             "device": self.device_label,
@@ -346,6 +343,17 @@ class CellComputer:
             self._model = ((card.name, path), None)  # the previous model is freed before the next loads
             self._model = ((card.name, path), evaluated_model(card, path, self.dev))
         return self._model[1]
+
+
+def planned_meta(suite: SuiteCard, cell: Cell) -> dict:
+    """The part of a cell's meta its plan fixes: what the computer writes, and what a cell file
+    merged from a worker must agree with."""
+    return {
+        "regularizer": cell.card.regularizer_label,
+        "arch": cell.card.arch,
+        "dataset": suite.dataset,
+        "n_images": cell.n_images,
+    }
 
 
 def subsets_of(suite: SuiteCard, ds: ImageDataset, cells: list[Cell]) -> dict[int, Subset]:
