@@ -40,9 +40,9 @@ def evaluate(
     Errors (a model that does not fit the dataset, non-finite logits) raise ``BenchError``
     before anything is stored."""
     from bench.evals import EVALUATIONS
+    from bench.plan import RunSpec, suite_evaluations
     from bench.report.collect import collect, csv_table
     from bench.suite import run_suite
-    from bench.suite.runner import suite_evaluations
 
     card_suite = suite if isinstance(suite, SuiteCard) else load_suite_card(suite)
     if not name or name in card_suite.models:
@@ -60,8 +60,8 @@ def evaluate(
     zoo = {c.name: c for c in card_suite.cards}
     source_cards = [zoo[s] for s in dict.fromkeys(sources)]
     sub = dataclasses.replace(card_suite, models=(name, *[s.name for s in source_cards]), cards=(card, *source_cards))
-    workdir = Path(workdir)
-    with ResultStore(Path(store) if store else workdir / "results.sqlite") as db:
-        summary = run_suite(sub, db, workdir, device, data_root, seeds=card_suite.seeds[:1], only=(name,))
+    run = RunSpec(sub, Path(workdir), Path(store) if store else None, device, data_root)
+    with ResultStore(run.store_path) as db:
+        summary = run_suite(run, db, seeds=card_suite.seeds[:1], only=(name,))
         mine = [cell for cell in summary.cells if cell.card.name == name]
         return csv_table(collect(sub, db, mine).results).reset_index(drop=True)

@@ -174,6 +174,7 @@ def run(
     from bench.cards import load_suite_card
     from bench.executors import make_executor, merged_options
     from bench.external.sources import trust_code as trust
+    from bench.plan import RunSpec
     from bench.report import build_leaderboard, report_destination, write_reports
     from bench.suite import run_suite
 
@@ -181,23 +182,15 @@ def run(
 
     card = load_suite_card(suite)
     options = _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem)
+    spec = RunSpec(card, workdir, store, device, data_root, deterministic)
     report_destination(reports, card.name)  # a report that cannot be written fails before the work
     with _open_store(workdir, store) as db:
         with _display() as display:
-            runner = make_executor(options, card, workdir, device, data_root, deterministic, RichProgress(display))
+            runner = make_executor(options, spec, RichProgress(display))
             try:
-                summary = run_suite(
-                    card,
-                    db,
-                    workdir,
-                    device,
-                    data_root,
-                    lambda: RichProgress(display),
-                    deterministic=deterministic,
-                    executor=runner,
-                )
+                summary = run_suite(spec, db, runner)
             finally:
-                getattr(runner, "close", lambda: None)()
+                runner.close()
         trained = ", ".join(summary.trained) or "none"
         out.print(
             f"[bold]{card.name}[/] v{card.version}: trained {trained}; evaluated {summary.evaluated} cells, "
@@ -205,7 +198,7 @@ def run(
             + ", ".join(f"{k} {v:.0f} s" for k, v in summary.phases.items())
             + ")"
         )
-        board = build_leaderboard(card, db, summary.cells)
+        board = build_leaderboard(summary.plan, db)
         dest = write_reports(board, reports)
     _print_board(board, dest)
 
@@ -221,16 +214,15 @@ def report(
 ) -> None:
     """Re-render a suite's leaderboard from the store (no training, no evaluation)."""
     from bench.cards import load_suite_card
+    from bench.plan import RunSpec, plan
     from bench.report import build_leaderboard, report_destination, write_reports
-    from bench.suite import run_suite
 
     if format not in ("text", "markdown", "latex"):
         raise BenchError(f"--format {format!r}: expected text, markdown or latex")
     card = load_suite_card(suite)
     report_destination(reports, card.name)
     with _open_store(workdir, store, create=False) as db:
-        plan = run_suite(card, db, workdir, device, train_missing=False)
-        board = build_leaderboard(card, db, plan.cells)
+        board = build_leaderboard(plan(RunSpec(card, workdir, store, device), db), db)
         dest = write_reports(board, reports)
     if format == "latex":
         say(board.latex())
@@ -255,12 +247,13 @@ def analyze(
     the intervals reproduce the folder's deltas.csv; --write re-renders the folder."""
     import dataclasses
 
+    import pandas as pd
+
     from bench.cards import find_card
-    from bench.report.bundle import read_bundle
-    from bench.report.inference import DELTA_COLUMNS
+    from bench.plan import report_specs
+    from bench.report.bundle import read_bundle, reproduction
     from bench.report.leaderboard import inference_of, leaderboard_of, publish
     from bench.stats import INTERVALS
-    from bench.suite.runner import report_specs
 
     if interval is not None and interval not in INTERVALS:
         raise BenchError(f"--interval {interval!r}: expected one of {', '.join(INTERVALS)}")
@@ -271,7 +264,7 @@ def analyze(
     board = leaderboard_of(data, report_specs(data.suite), how, card_path=card)
     published = folder / "deltas.csv"
     if published.is_file() and how.method == inference_of(data.suite).method:
-        say(_reproduction(pd_read(published), board.deltas, DELTA_COLUMNS))
+        say(reproduction(pd.read_csv(published), board.deltas))
     if write:
         board = dataclasses.replace(board)  # the folder's own data, rendered as bench report would
         dest = publish(board, folder)
@@ -280,43 +273,8 @@ def analyze(
         _print_board(board, None)
 
 
-def pd_read(path: Path):
-    import pandas as pd
-
-    return pd.read_csv(path)
-
-
-def _reproduction(published, recomputed, columns) -> str:
-    """Whether recomputed intervals equal the published ones (to 1e-9), contrast by contrast."""
-    import math
-
-    key = ["model", "reference", "evaluation", "param", "summary", "scope", "seed"]
-    numbers = ["delta", "ci_low", "ci_high", "p_value", "p_holm"]
-    if not set(key + numbers) <= set(published.columns):
-        return f"deltas.csv predates these columns ({', '.join(numbers)}): nothing to compare"
-    a = published[published["scope"] == "training procedure"].set_index(key[:5])[numbers]
-    b = recomputed[recomputed["scope"] == "training procedure"].set_index(key[:5])[numbers]
-    common = a.index.intersection(b.index)
-    differ = [
-        k
-        for k in common
-        for c in numbers
-        if not (
-            (math.isnan(a.loc[k, c]) and math.isnan(b.loc[k, c]))
-            or math.isclose(a.loc[k, c], b.loc[k, c], rel_tol=1e-9, abs_tol=1e-12)
-        )
-    ]
-    missing = len(a.index.difference(b.index)) + len(b.index.difference(a.index))
-    verdict = "reproduce" if not differ and not missing else "do NOT reproduce"
-    return (
-        f"recomputed from the folder: {len(common)} contrasts {verdict} deltas.csv "
-        f"({len(set(differ))} differ, {missing} on one side only)"
-    )
-
-
 def _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem):
-    """The suite's [execution] table with the command's options on top, validated; sets this
-    process's torch threads when asked."""
+    """The suite's [execution] table with the command's options on top, validated."""
     from bench.config import parse
 
     if executor is not None and executor not in ("serial", "local", "ray", "slurm", "slurm-local"):
@@ -332,33 +290,13 @@ def _execution(merged_options, card, executor, workers, threads, address, partit
         gpus=gpus,
         mem_gb=mem,
     )
-    options = parse(type(options), as_dict(options), "command line")  # the same bounds as the card's
-    if options.threads and options.executor == "serial":
-        import torch
-
-        torch.set_num_threads(options.threads)
-    return options
+    return parse(type(options), as_dict(options), "command line")  # the same bounds as the card's
 
 
 def _print_board(board, dest: Path | None) -> None:
-    for e in board.endpoints:
-        say(e.line(strong=""))
-    say(board.text_table())
-    if len(board.best):
-        say("\nprobability of being best (seed bootstrap):")
-        say(board.best.to_string(index=False))
-    if len(board.delta_table):
-        c = board.suite.compare
-        say(
-            f"\npaired comparisons, exploratory (Δ = model - reference over shared training seeds; {c.level * 100:g}% "
-            f"CI by {c.interval} on the per-seed statistic; p: exact sign-flip test; Holm over the table; MDE at 80% "
-            "power; none below 3 seeds):"
-        )
-        from bench.report.render import comparison_tables
+    from bench.report.render import board_text
 
-        for title, table in comparison_tables(board):
-            say(f"{title}:")
-            say(table.to_string(index=False))
+    say(board_text(board))
     for flag in board.flags:
         out.print(f"[yellow]flag:[/] {flag}", markup=True, highlight=False)
     if board.missing:
@@ -430,7 +368,9 @@ def check(
     numerics: the same bits on any x86 CPU) within the tolerances of the card's check table, and freshly
     trained seeds within the reference's seed spread. Exit 1 on a regression."""
     from bench.cards import load_suite_card
-    from bench.suite.regression import check_against, update_reference
+    from bench.executors import SerialExecutor, make_executor, merged_options
+    from bench.plan import RunSpec
+    from bench.suite.regression import check_against, check_text, update_reference
 
     card = load_suite_card(suite)
     ref = None
@@ -438,40 +378,21 @@ def check(
         from bench.check import read_reference
 
         ref = read_reference(against, card)  # a bad reference is reported before the store is opened
+    spec = RunSpec(card, workdir, store, device, data_root, deterministic)
     with _open_store(workdir, store, create=not no_run) as db, _display() as display:
-        bar = lambda: RichProgress(display)  # noqa: E731
-        from bench.executors import make_executor, merged_options
-
-        runner = (
-            None
-            if no_run
-            else make_executor(merged_options(card), card, workdir, device, data_root, deterministic, bar())
-        )
+        runner = SerialExecutor(spec) if no_run else make_executor(merged_options(card), spec, RichProgress(display))
         try:
             if update:
-                ref = update_reference(card, db, workdir, against, device, data_root, bar, deterministic, runner)
+                ref = update_reference(spec, db, against, runner, RichProgress(display))
                 out.print(
                     f"wrote {against}: {len(ref.numbers)} evaluation numbers of {len(ref.fixtures)} committed "
                     f"checkpoints (beside it), {len(ref.columns)} training columns over seeds {ref.training_seeds}"
                 )
                 return
-            result = check_against(
-                card,
-                db,
-                workdir,
-                against,
-                device,
-                data_root,
-                bar,
-                not no_run,
-                deterministic,
-                ref,
-                fixtures_only,
-                runner,
-            )
+            result = check_against(spec, db, against, RichProgress(display), not no_run, ref, fixtures_only, runner)
         finally:
-            getattr(runner, "close", lambda: None)()
-    _print_check(card.name, against, result, fixtures_only)
+            runner.close()
+    say(check_text(card.name, against, result, fixtures_only))
     if result.failed:
         raise typer.Exit(1)
 
@@ -491,6 +412,7 @@ def check_fixtures(
     from bench.cards import load_suite_card
     from bench.io import atomic_write_text
     from bench.numerics import portable_level
+    from bench.plan import RunSpec
     from bench.suite.regression import fixture_numbers
 
     card = load_suite_card(suite)
@@ -500,82 +422,11 @@ def check_fixtures(
     for item in pin:
         model, seed, path = item.split(":", 2)
         pinned[(model, int(seed))] = Path(path)
+    spec = RunSpec(card, workdir, store, "cpu", data_root)
     with _open_store(workdir, store, create=not no_run) as db, _display() as display:
         err.print(f"evaluating the committed checkpoints in portable numerics ({card.check.portable}, one thread)")
-        rows = fixture_numbers(
-            card, db, workdir, pinned, "cpu", data_root, lambda: RichProgress(display), not no_run, False
-        )
+        rows = fixture_numbers(spec, db, pinned, RichProgress(display), not no_run)
     atomic_write_text(out, json.dumps(rows.to_dict("records")))  # Infinity and NaN kept (pandas' JSON drops them)
-
-
-def _print_check(name: str, against: Path, result, fixtures_only: bool = False) -> None:
-    from tabulate import tabulate
-
-    moved = [c for c in result.changes if c.delta != 0 or c.status != "ok"]
-    if moved:
-        say(
-            tabulate(
-                [
-                    [
-                        c.model,
-                        c.seed,
-                        c.evaluation,
-                        "" if c.param is None else f"{c.param:g}",
-                        c.statistic,
-                        f"{c.reference:.6g}",
-                        f"{c.current:.6g}",
-                        f"{c.delta:+.3g}",
-                        f"{c.tolerance:.3g}",
-                        c.status,
-                    ]
-                    for c in moved
-                ],
-                headers=[
-                    "model",
-                    "seed",
-                    "evaluation",
-                    "param",
-                    "statistic",
-                    "reference",
-                    "current",
-                    "delta",
-                    "tolerance",
-                    "status",
-                ],
-            )
-        )
-    bad = [c for c in result.changes if c.status != "ok"]
-    say(
-        f"{name}: evaluation of the committed checkpoints: {len(result.changes)} numbers checked against {against}; "
-        f"{len(moved) - len(bad)} moved within tolerance, {len(bad)} regressions"
-    )
-    drifted = [d for d in result.drifts if d.delta != 0 or d.status != "ok"]
-    if drifted:
-        say(
-            tabulate(
-                [
-                    [
-                        d.model,
-                        d.column,
-                        f"{d.reference_mean:.4g} ± {d.reference_sd:.2g} (k={d.k_reference})",
-                        f"{d.current_mean:.4g} (k={d.k_current})",
-                        f"{d.delta:+.3g}",
-                        f"{d.allowed:.3g}",
-                        d.status,
-                    ]
-                    for d in drifted
-                ],
-                headers=["model", "column", "reference mean ± SD", "current mean", "delta", "allowed", "status"],
-            )
-        )
-    bad = [d for d in result.drifts if d.status != "ok"]
-    if fixtures_only:
-        say(f"{name}: training: not checked (--fixtures-only)")
-        return
-    say(
-        f"{name}: training: {len(result.drifts)} columns (mean over seeds) checked against the reference's seed "
-        f"spread; {len(drifted) - len(bad)} moved within what it allows, {len(bad)} regressions"
-    )
 
 
 @app.command()
@@ -597,12 +448,11 @@ def merge(
         expected = None
         if suite is not None:
             from bench.cards import load_suite_card
-            from bench.suite import run_suite
-            from bench.suite.runner import planned_meta
+            from bench.plan import RunSpec, plan, planned_meta
 
             card = load_suite_card(suite)
-            plan = run_suite(card, db, workdir, device, train_missing=False)
-            expected = {c.key.digest: planned_meta(card, c) for c in plan.cells if c.key is not None}
+            cells = plan(RunSpec(card, workdir, store, device), db).cells
+            expected = {c.key.digest: planned_meta(card, c) for c in cells if c.key is not None}
         merged, present, bad = merge_cells(db, workdir, expected)
     say(f"merged {merged} cell files into {db.path}; {present} were already there")
     for line in bad:
@@ -621,11 +471,12 @@ def status(
     """What of a suite is done, running, queued or missing: trainings, cells (stored, as files
     not yet merged, running), and the Slurm jobs of the last run."""
     from bench.cards import load_suite_card
+    from bench.plan import RunSpec
     from bench.suite.status import suite_status
 
     card = load_suite_card(suite)
     with _open_store(workdir, store, create=False) as db:
-        for line in suite_status(card, db, workdir, device):
+        for line in suite_status(RunSpec(card, workdir, store, device), db):
             say(line)
 
 
@@ -652,7 +503,8 @@ def sweep(
     and robust accuracy ratio > 1 at the noise level, over seeds; writes REPORTS/sweeps/MODEL/."""
     from bench.cards import load_model_card
     from bench.io import ensure_writable_folder
-    from bench.suite.sweep import choose, run_sweep, write_sweep
+    from bench.plan import RunSpec
+    from bench.suite.sweep import choose, run_sweep, sweep_suite, write_sweep
 
     card = load_model_card(model)
     seed_list = _int_list(seeds, "--seeds")
@@ -663,19 +515,10 @@ def sweep(
     if not 1 <= images <= 100_000_000:
         raise BenchError(f"--images {images}: expected a positive number of test images")
     ensure_writable_folder(reports, "the reports folder (--reports)", "pass --reports to a writable folder")
+    suite, points = sweep_suite(card, alpha, threshold or [None], seed_list, level, images)
     with _open_store(workdir, store) as db, _display() as display:
-        table, suite, measured = run_sweep(
-            card,
-            alpha,
-            threshold or [None],
-            seed_list,
-            level,
-            images,
-            db,
-            workdir,
-            device,
-            data_root,
-            lambda: RichProgress(display),
+        table, measured = run_sweep(
+            RunSpec(suite, workdir, store, device, data_root), db, points, level, RichProgress(display)
         )
     dest = write_sweep(table, card, seed_list, level, measured, reports)
     say(table.to_string(index=False))
@@ -723,9 +566,7 @@ def perf(
     """Throughput here: training images/s per regularizer kind (against the FLOP ratio),
     evaluation images/s per attack, and paper-table1's training time and (an upper bound)
     evaluation time per model on this machine."""
-    from tabulate import tabulate
-
-    from bench.perf import FLOP_RATIO, Shapes, measure
+    from bench.perf import Shapes, measure, perf_text
     from bench.runtime import resolve_device
     from bench.train.speed import checked_compile_mode
 
@@ -738,37 +579,7 @@ def perf(
     shapes = Shapes(width=width, size=size, batch=batch)
     say(f"bench perf on {dev}: resnet18 width {width}, {size}x{size} gray, batch {batch}, k = {shapes.pairs}")
     report = measure(shapes, dev, compile=compile, processes=tuple(processes or ()))
-    train = report.train
-    notes = {
-        k: f"step time {train['baseline'].per_second / train[k].per_second:.2f}x baseline (FLOP ratio {ratio:.2f})"
-        for k, ratio in FLOP_RATIO.items()
-    }
-    rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
-    for k, rate in report.compiled.items():
-        rows.append(
-            [
-                rate.what,
-                f"{rate.per_second:,.0f}",
-                f"{rate.per_second / train[k].per_second:.2f}x eager; first step {rate.compile_s:.0f} s",
-            ]
-        )
-    for rate, speedup in report.concurrency:
-        rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
-    for r in report.evaluations:
-        solver = "" if r.solver_share is None else f"; {r.solver_share:.0%} of it in the CPU solver"
-        rows.append([r.what, f"{r.per_second:,.1f}", f"32 images{solver}"])
-    out.print(tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple"))
-    out.print(
-        f"paper-table1 training here (20 models x {shapes.epochs} epochs x {shapes.train_images:,} images, "
-        f"one at a time): about {report.training_s / 3600:.1f} h"
-    )
-    estimate = report.evaluation
-    out.print(
-        f"paper-table1 evaluation here: at most about {estimate.seconds_per_model / 3600:.1f} h per model seed "
-        "(every attack's full schedule on all 1,000 images, at the rates above"
-        + (f"; not estimated: {', '.join(estimate.not_estimated)}" if estimate.not_estimated else "")
-        + f"): {estimate.shares()}"
-    )
+    say(perf_text(report, shapes))
 
 
 @app.command()
@@ -939,6 +750,7 @@ def neural_target(
 
     from bench.neural.pipeline import build_target_file, read_scans
     from bench.neural.predictive import ModelParams
+    from bench.neural.target import validation_text
 
     if kind not in ("neural", "raw"):
         raise BenchError(f"--kind {kind!r}: expected neural or raw")
@@ -948,7 +760,7 @@ def neural_target(
     recipe = {"kind": kind, "scans": [str(p) for p in scans], "model": as_dict(params), "model_seeds": list(seeds)}
     meta = build_target_file(recs, kind, params, tuple(seeds), out, recipe, err.log)
     say(f"wrote {out}: {meta['n_stimuli']} stimuli, {meta['n_pairs']} pairs")
-    _print_validation(meta)
+    say(validation_text(meta))
 
 
 @neural.command("efficiency")
@@ -997,27 +809,11 @@ def neural_efficiency(
 @neural.command("validate")
 def neural_validate(target: Annotated[Path, typer.Argument(help="A target artifact.")]) -> None:
     """Print a target's validation report (similarity correlations on the oracle images)."""
-    from bench.neural.target import load_artifact
+    from bench.neural.target import load_artifact, validation_text
 
     _, meta = load_artifact(target)
     say(f"{target}: {meta['kind']} target, {meta['n_stimuli']} stimuli, {len(meta['scans'])} scan(s)")
-    _print_validation(meta)
-
-
-def _print_validation(meta: dict) -> None:
-    from tabulate import tabulate
-
-    rows = [
-        [k.replace("_", " "), *[f"{v.get(k, float('nan')):.3f}" for v in meta["validation"]]]
-        for k in dict.fromkeys(k for v in meta["validation"] for k in v if k not in ("oracle_images", "pairs"))
-    ]
-    say(
-        tabulate(
-            rows,
-            headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]],
-        )
-    )
-    say("(oracle images; the repeat average uses all trials but the first, the single trial is the first)")
+    say(validation_text(meta))
 
 
 def os_error_line(exc: OSError) -> str:

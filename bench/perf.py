@@ -296,7 +296,7 @@ def evaluation_estimate(suite, rates: list[Rate]) -> EvaluationEstimate:
     attack running its whole schedule on every image: an upper bound (attacks stop early, and the
     ensemble's later attacks skip images they cannot improve), for the model measured here."""
     from bench.evals import EVALUATIONS
-    from bench.suite.runner import suite_evaluations
+    from bench.plan import suite_evaluations
 
     per_iteration = {r.attack: r.iteration_s for r in rates if r.attack}
     seconds, missing = {}, []
@@ -371,3 +371,41 @@ def measure(
         paper_table1_estimate(train, shapes),
         evaluation_estimate(load_suite_card("paper-table1"), evaluations),
     )
+
+
+def perf_text(report: PerfReport, shapes: Shapes) -> str:
+    """What ``bench perf`` prints: the rates, and paper-table1's training and evaluation time."""
+    from tabulate import tabulate
+
+    train = report.train
+    notes = {
+        k: f"step time {train['baseline'].per_second / train[k].per_second:.2f}x baseline (FLOP ratio {ratio:.2f})"
+        for k, ratio in FLOP_RATIO.items()
+    }
+    rows = [[r.what, f"{r.per_second:,.0f}", notes.get(k, "")] for k, r in train.items()]
+    for k, rate in report.compiled.items():
+        rows.append(
+            [
+                rate.what,
+                f"{rate.per_second:,.0f}",
+                f"{rate.per_second / train[k].per_second:.2f}x eager; first step {rate.compile_s:.0f} s",
+            ]
+        )
+    for rate, speedup in report.concurrency:
+        rows.append([rate.what, f"{rate.per_second:,.0f}", f"{speedup:.2f}x one process"])
+    for r in report.evaluations:
+        solver = "" if r.solver_share is None else f"; {r.solver_share:.0%} of it in the CPU solver"
+        rows.append([r.what, f"{r.per_second:,.1f}", f"32 images{solver}"])
+    lines = [tabulate(rows, headers=["what", "images/s", "note"], tablefmt="simple")]
+    lines.append(
+        f"paper-table1 training here (20 models x {shapes.epochs} epochs x {shapes.train_images:,} images, "
+        f"one at a time): about {report.training_s / 3600:.1f} h"
+    )
+    estimate = report.evaluation
+    lines.append(
+        f"paper-table1 evaluation here: at most about {estimate.seconds_per_model / 3600:.1f} h per model seed "
+        "(every attack's full schedule on all 1,000 images, at the rates above"
+        + (f"; not estimated: {', '.join(estimate.not_estimated)}" if estimate.not_estimated else "")
+        + f"): {estimate.shares()}"
+    )
+    return "\n".join(lines)

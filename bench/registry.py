@@ -21,8 +21,11 @@ class _Lazy(str):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
-        self.kind = kind
+    """``stamp``: an attribute each registered class gets set to its name, so the name is written
+    once (in the registry line) and the class still carries it."""
+
+    def __init__(self, kind: str, stamp: str | None = None):
+        self.kind, self.stamp = kind, stamp
         self._entries: dict[str, T | _Lazy] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -32,6 +35,8 @@ class Registry(Generic[T]):
             if known is not None and not (isinstance(known, _Lazy) and known == here):
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = obj
+            if self.stamp:
+                setattr(obj, self.stamp, name)
             return obj
 
         return decorator
@@ -52,6 +57,13 @@ class Registry(Generic[T]):
             entry = getattr(importlib.import_module(module), attribute)
             self._entries[name] = entry
         return entry
+
+    def stamp_name(self, obj) -> None:
+        """Give a class listed lazily its name when its module is imported directly."""
+        here = f"{obj.__module__}:{obj.__qualname__}"
+        for name, entry in self._entries.items():
+            if entry is obj or entry == here:
+                setattr(obj, self.stamp, name)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -138,8 +138,9 @@ def regularized_step(dev: torch.device, bf16: bool) -> tuple[float, float]:
     """CE and similarity loss of one step of the committed regularized checkpoint: the same
     weights, batch and pairs on any device."""
     from bench.cards import load_model_card
+    from bench.targets.card import card_target
     from bench.train.checkpoint import load_model
-    from bench.train.regularizer import PairRegularizer, card_target
+    from bench.train.regularizer import PairRegularizer
 
     name, path = REG_FIXTURE
     card = load_model_card(name)
@@ -186,12 +187,13 @@ def evaluation(ctx: Context, phase: Phase) -> None:
     evaluated here, every number against the CPU reference within the suite's tolerances."""
     from bench.cards import load_suite_card
     from bench.check import failed
+    from bench.plan import RunSpec
     from bench.store import ResultStore
     from bench.suite.regression import fixture_changes
 
     suite = load_suite_card("ci")
     with ResultStore(ctx.workdir / "evaluation.sqlite") as db:
-        changes = fixture_changes(suite, db, ctx.workdir, CI_REFERENCE, str(ctx.dev))
+        changes = fixture_changes(RunSpec(suite, ctx.workdir, db.path, str(ctx.dev)), db, CI_REFERENCE)
     moved = [c for c in changes if c.delta != 0]
     phase.figures.update(
         numbers=len(changes), moved=len(moved), beyond_tolerance=sum(c.status != "ok" for c in changes)
@@ -212,6 +214,7 @@ def smoke(ctx: Context, phase: Phase) -> None:
     import dataclasses
 
     from bench.cards import load_suite_card
+    from bench.plan import RunSpec
     from bench.store import ResultStore
     from bench.suite import run_suite
 
@@ -219,7 +222,7 @@ def smoke(ctx: Context, phase: Phase) -> None:
     suite = dataclasses.replace(suite, subset=dataclasses.replace(suite.subset, size=ctx.n(suite.subset.size, 8)))
     pinned = {(c.name, 0): CI_REFERENCE.parent / "checkpoints" / f"{c.name}-seed0.pt" for c in suite.cards}
     with ResultStore(ctx.workdir / "smoke.sqlite") as db:
-        summary = run_suite(suite, db, ctx.workdir, str(ctx.dev), pinned=pinned, seeds=(0,))
+        summary = run_suite(RunSpec(suite, ctx.workdir, db.path, str(ctx.dev)), db, pinned=pinned, seeds=(0,))
         rows = [db.cell(c.key.digest) for c in summary.cells if c.key is not None]
     flags = [f for r in rows if r for f in json.loads(r.get("flags") or "[]")]
     phase.figures.update(cells=len(rows), evaluated=summary.evaluated, flags=flags)
@@ -301,13 +304,14 @@ def quick(ctx: Context, phase: Phase) -> None:
     import pandas as pd
 
     from bench.cards import load_suite_card
+    from bench.plan import RunSpec
     from bench.report.collect import collect, csv_table
     from bench.store import ResultStore
     from bench.suite import run_suite
 
     suite = load_suite_card("quick")
     with ResultStore(ctx.workdir / "quick.sqlite") as db:
-        summary = run_suite(suite, db, ctx.workdir, str(ctx.dev))
+        summary = run_suite(RunSpec(suite, ctx.workdir, db.path, str(ctx.dev)), db)
         here = csv_table(collect(suite, db, summary.cells).results)
     cpu = pd.read_csv(PROJECT_ROOT / "reports" / "quick" / "results.csv")
 

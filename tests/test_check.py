@@ -328,7 +328,9 @@ def test_on_another_cpu_unchanged_code_passes_and_a_stronger_noise_fails(checked
         return  # the deliberate change is shown once
     (tmp_path / "patch").mkdir()
     (tmp_path / "patch" / "sitecustomize.py").write_text(STRONGER_NOISE)
-    bad = _bench_elsewhere(root, [*args, "--store", str(tmp_path / "b.sqlite")], capped, tmp_path / "patch")
+    # the fixtures catch it (the trained seeds' evaluation is not needed to show that: --fixtures-only)
+    bad_args = [*args, "--store", str(tmp_path / "b.sqlite"), "--fixtures-only"]
+    bad = _bench_elsewhere(root, bad_args, capped, tmp_path / "patch")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     regressed = [line.split() for line in bad.stdout.split("training:")[0].splitlines() if line.endswith("REGRESSION")]
     assert regressed and {r[2] for r in regressed} == {"noise-gaussian"}
@@ -361,10 +363,11 @@ from pathlib import Path
 from bench.cards import load_suite_card
 from bench.report.collect import collect
 from bench.store import ResultStore
+from bench.plan import RunSpec
 from bench.suite.runner import run_suite
 suite = load_suite_card("ci")
 with ResultStore(Path(sys.argv[1])) as db:
-    plan = run_suite(suite, db, Path(sys.argv[2]), "cpu", pinned={("ci-pixel-threshold", 0): Path(sys.argv[3])})
+    plan = run_suite(RunSpec(suite, Path(sys.argv[2]), db.path, "cpu"), db, pinned={("ci-pixel-threshold", 0): Path(sys.argv[3])})
     r = collect(suite, db, plan.cells).results
 print(repr(float(r[(r["metric"] == "minimal-l2") & (r["statistic"] == "q75") & (r["attack"] == "")]["value"].iloc[0])))
 """

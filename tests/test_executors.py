@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CARDS
 
+from bench.executors import EXECUTORS
 from bench.store.cellfiles import cells_dir, merge, write_cell_file
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,12 @@ def stored_once(store: Path, cells: int) -> None:
     assert per_cell == []  # no number stored twice
 
 
-@pytest.mark.parametrize("executor", ["local", "slurm-local"])
+# every registered executor but the reference (serial), Ray (its own test below kills its workers)
+# and Slurm (no cluster here: its settings are checked below)
+OTHER_EXECUTORS = [e for e in EXECUTORS.names() if e not in ("serial", "ray", "slurm")]
+
+
+@pytest.mark.parametrize("executor", OTHER_EXECUTORS)
 def test_worker_processes_and_submitit_give_the_serial_numbers(root, serial, executor):
     result = bench(
         root,

@@ -160,7 +160,7 @@ def test_one_cnn_saved_three_ways_gives_the_same_numbers_as_bench_evaluate(three
     page = (root / "reports" / "ext" / "models" / "ext-exported.md").read_text()
     assert "sha256" in page and "cnn.pt2" in page and "not trained by neuroreg-bench" in page
 
-    import bench.suite.runner as runner
+    import bench.compute as runner
 
     loads, load = [], runner.evaluated_model
     monkeypatch.setattr(runner, "evaluated_model", lambda card, *a: loads.append(card.name) or load(card, *a))
@@ -170,7 +170,7 @@ def test_one_cnn_saved_three_ways_gives_the_same_numbers_as_bench_evaluate(three
     pd.testing.assert_frame_equal(value_table(api, "my-cnn"), reference, check_exact=True)
 
     # the same weights again: read from the store, nothing computed
-    from bench.suite.runner import CellComputer
+    from bench.compute import CellComputer
 
     monkeypatch.setattr(CellComputer, "compute", lambda *a: pytest.fail("recomputed a stored cell"))
     again = bench.evaluate(fmnist_cnn(), "ext", name="my-cnn", device="cpu")

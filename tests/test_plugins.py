@@ -106,3 +106,15 @@ def test_every_offline_dataset_loads(name):
     assert set(OFFLINE_DATASETS) <= set(DATASETS.names())
     ds = load_dataset(name)
     assert len(ds.train_y) > 0 and len(ds.test_y) > 0 and ds.num_classes > 1
+
+
+@pytest.mark.parametrize("name", EVALUATIONS.names())
+def test_every_evaluation_carries_its_registered_name_and_curves_keep_the_base_loop(name):
+    """Names are written once (the registry line); a curve evaluation says what is correct at one
+    grid point and leaves the loop, the accounting and the curve's flags to the base."""
+    from bench.evals.base import CurveEvaluation
+
+    cls = EVALUATIONS.get(name)
+    assert cls.kind == name
+    if issubclass(cls, CurveEvaluation):
+        assert cls.run is CurveEvaluation.run and cls.grid is not None

@@ -125,35 +125,43 @@ def test_latex_and_markdown_formats(reported):
     assert code == 2 and "expected text, markdown or latex" in err
 
 
-def test_html_page_renders_in_headless_chromium(reported, tmp_path):
-    page = reported[0] / "index.html"
-    text = page.read_text()
-    assert "http://" not in text and "https://" not in text  # self-contained: no network
+def _chromium(tmp_path, *args: str) -> str:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run installs the Debian package 'chromium'")
         pytest.skip("chromium not installed (apt-get install chromium); CI runs this test")
-    dom = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    done = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", *args],
         capture_output=True,
         text=True,
         timeout=120,
-    ).stdout
+    )
+    return done.stdout, done.stderr
+
+
+def test_html_page_renders_in_headless_chromium(reported, tmp_path):
+    """Every image loads, the page logs no console error, the views are there, a header click
+    sorts its table, and a screenshot can be taken (what the README shows for quick)."""
+    page = reported[0] / "index.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: no network
+    dom, log = _chromium(tmp_path, "--dump-dom", page.as_uri())
     pngs = len(list(page.parent.glob("*.png")))
-    assert pngs >= 4 and f'data-images-loaded="{pngs}"' in dom, dom[:500]
-    assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 4
+    assert pngs >= 6 and f'data-images-loaded="{pngs}"' in dom, dom[:500]
+    assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 6
     assert "Paired comparisons" in dom and "tiny-shuffle" in dom
+    for view in ("clean_vs_robust.png", "Worst-class accuracy", "Error consistency"):
+        assert view in dom
+    assert "forest.png" not in dom  # two seeds give no interval: the forest plot draws none
+    console = [line for line in log.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console  # the page writes nothing to the console: no error, no warning
+    sorted_dom, _ = _chromium(tmp_path, "--dump-dom", page.as_uri() + "#check-sort")
+    assert 'data-sorted="1"' in sorted_dom
+    first = re.search(r'data-first-row="([^"]*)"', sorted_dom).group(1)  # the main table's regularizer column
+    assert first == min(pd.read_csv(page.parent / "results.csv")["regularizer"].unique())
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri())
+    assert shot.is_file() and shot.stat().st_size > 10_000

@@ -110,8 +110,8 @@ def test_validation_images_are_never_stimuli_and_held_out_stimuli_are_disjoint_f
     permutation, so every validation image of the quick cards was a regularizer input."""
     from bench.cards import load_model_card
     from bench.data import load_dataset, train_val_split
+    from bench.targets.card import card_target
     from bench.targets.pixel import stimulus_indices
-    from bench.train.regularizer import card_target
 
     for name in ("quick-pixel-threshold", "quick-shuffle", "ci-pixel-threshold"):
         card = load_model_card(name)
@@ -134,7 +134,7 @@ def test_validation_images_are_never_stimuli_and_held_out_stimuli_are_disjoint_f
 
 def test_a_shuffle_control_draws_its_own_permutation_per_training_seed_and_reports_what_it_changed():
     from bench.cards import load_model_card
-    from bench.train.regularizer import card_target
+    from bench.targets.card import card_target
 
     card = load_model_card("quick-shuffle")
     a, b = card_target(card, seed=0), card_target(card, seed=1)

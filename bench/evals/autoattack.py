@@ -6,13 +6,13 @@ classes, ...) are logged as warnings; they are captured and stored as sanity fla
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import ConfigDict
 
-from bench.evals import sanity
 from bench.evals.attacks import Epsilons, MaxImages, check_epsilons, distances
 from bench.evals.base import EpsilonCurveEvaluation, EvalContext, EvalOutput, forked_rng, predict
 
@@ -45,56 +45,57 @@ class _Captured(logging.Handler):
 
 class AutoAttackEval(EpsilonCurveEvaluation):
     Params = AutoAttackParams
-    kind = "autoattack"
     version = 2  # 2: seeds common to all models
-    metric_prefix, plot, robustbench_linf = "autoattack", "autoattack", "autoattack"
+    metric_prefix, plot, robustbench_linf = "autoattack", "autoattack", ("eps", "autoattack_acc")
     title = "AutoAttack robust accuracy (clean errors count), mean ± SEM over seeds"
 
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.epsilons)
 
-    def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        from pyautoattack import AutoAttack
-
-        p, name = self.params, self.metric.label
+    def notes(self):
+        p = self.params
         attacks = list(p.attacks) if p.version == "custom" else None
-        out = EvalOutput(
-            notes={
-                "attack": f"pyautoattack {p.version}" + (f" {attacks}" if attacks else ""),
-                "semantics": "clean errors count as failures; images checked to lie within epsilon",
-            }
-        )
+        return {
+            "attack": f"pyautoattack {p.version}" + (f" {attacks}" if attacks else ""),
+            "semantics": "clean errors count as failures; images checked to lie within epsilon",
+        }
+
+    @contextlib.contextmanager
+    def session(self, model, x, y, ctx: EvalContext):
+        """AutoAttack's own checks (gradient masking, randomness) are log messages: kept as flags."""
         logger, captured = logging.getLogger("auto-attack"), _Captured()
         logger.addHandler(captured)
         try:
-            for eps in p.epsilons:
-                if eps == 0:
-                    robust = ctx.clean_correct(model, x, y)
-                else:
-                    seed = self.point_seed(ctx, eps) % 2**31
-                    with forked_rng(ctx):  # AutoAttack re-seeds the global RNG itself
-                        aa = AutoAttack(
-                            model,
-                            norm="Linf" if p.norm == "linf" else "L2",
-                            eps=eps,
-                            version=p.version,
-                            attacks=attacks,
-                            seed=seed,
-                            device=ctx.device,
-                        )
-                        aa.verbose = False
-                        adv, _ = aa.run_standard_evaluation(
-                            x.to(ctx.device), y.to(ctx.device), batch_size=ctx.batch_size
-                        )
-                    adv = adv.detach().cpu()
-                    if not bool((distances(x, adv, p.norm) <= eps * (1 + 1e-5) + 1e-6).all()):
-                        raise RuntimeError(f"{name}: AutoAttack returned images outside epsilon {eps}")
-                    robust = predict(model, adv, ctx) == y
-                ctx.progress.advance(len(y))
-                out.accuracy(self.metric, eps, robust)
+            yield captured
         finally:
             logger.removeHandler(captured)
-        clean = ctx.clean_correct(model, x, y).double().mean().item()
-        out.flags += sanity.accuracy_curve_flags(name, out.points(self.metric), clean)
-        out.flags += [f"{name}: AutoAttack check: {m}" for m in dict.fromkeys(captured.messages)]
-        return out
+
+    def at(self, eps, captured, model, x, y, ctx: EvalContext):
+        from pyautoattack import AutoAttack
+
+        p = self.params
+        if eps == 0:
+            robust = ctx.clean_correct(model, x, y)
+        else:
+            seed = self.point_seed(ctx, eps) % 2**31
+            with forked_rng(ctx):  # AutoAttack re-seeds the global RNG itself
+                aa = AutoAttack(
+                    model,
+                    norm="Linf" if p.norm == "linf" else "L2",
+                    eps=eps,
+                    version=p.version,
+                    attacks=list(p.attacks) if p.version == "custom" else None,
+                    seed=seed,
+                    device=ctx.device,
+                )
+                aa.verbose = False
+                adv, _ = aa.run_standard_evaluation(x.to(ctx.device), y.to(ctx.device), batch_size=ctx.batch_size)
+            adv = adv.detach().cpu()
+            if not bool((distances(x, adv, p.norm) <= eps * (1 + 1e-5) + 1e-6).all()):
+                raise RuntimeError(f"{self.metric.label}: AutoAttack returned images outside epsilon {eps}")
+            robust = predict(model, adv, ctx) == y
+        ctx.progress.advance(len(y))
+        return robust
+
+    def finish(self, captured, model, x, y, ctx: EvalContext, out: EvalOutput) -> None:
+        out.flags += [f"{self.metric.label}: AutoAttack check: {m}" for m in dict.fromkeys(captured.messages)]

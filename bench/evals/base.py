@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import torch
 
+from bench.evals import sanity
 from bench.evals.reporting import Curve, MetricId, ReportSpec
 from bench.registry import Registry
 from bench.runtime import Progress, Silent
@@ -111,7 +112,12 @@ class DataFiles:
     data_root: Any
 
 
+EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation", stamp="kind")
+
+
 class Evaluation(ABC):
+    """Its ``kind`` is the name it is registered under (bench.evals), written once there."""
+
     Params: ClassVar[type]
     kind: ClassVar[str]
     grid: ClassVar[str | None] = None  # the parameter that lists points (levels, epsilons, norms)
@@ -119,6 +125,10 @@ class Evaluation(ABC):
     # are then recomputed instead of reused
     version: ClassVar[int] = 1
     needs: ClassVar[frozenset[str]] = frozenset()  # resources beyond EvalContext: 'source_models', 'data_files'
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        EVALUATIONS.stamp_name(cls)  # imported directly (a test), not through the registry
 
     def __init__(self, params: Any):
         self.params = params
@@ -164,7 +174,51 @@ class Evaluation(ABC):
     def run(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext) -> EvalOutput: ...
 
 
-class EpsilonCurveEvaluation(Evaluation):
+class CurveEvaluation(Evaluation):
+    """Accuracy over a grid (noise levels, epsilons). The final ``run`` owns the loop, the
+    accounting (each point's accuracy and per-image correctness, in grid order) and the curve's
+    sanity flags, as Foolbox's base ``__call__`` owns its loop: a subclass says what is correct at
+    one point (``at``), and may hold state for the whole grid (``session``) and add what follows
+    the curve (``finish``)."""
+
+    monotone: ClassVar[bool] = True  # accuracy may not rise along the grid (a sanity flag if it does)
+
+    @property
+    def metric(self) -> MetricId:
+        raise NotImplementedError
+
+    def notes(self) -> dict[str, Any]:
+        return {}
+
+    @contextlib.contextmanager
+    def session(self, model, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext):
+        """What the points share (a wrapped model, an attack, a log handler); yielded to ``at``."""
+        yield None
+
+    @abstractmethod
+    def at(self, point: float, state: Any, model, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext):
+        """Per-image correctness at one grid point, or (correctness, further metrics of the point)."""
+
+    def finish(self, state: Any, model, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext, out: EvalOutput) -> None:
+        """Numbers and flags after the curve (a sanity probe, a summary of the grid)."""
+
+    @final
+    def run(self, model, x: torch.Tensor, y: torch.Tensor, ctx: EvalContext) -> EvalOutput:
+        out = EvalOutput(notes=self.notes())
+        with self.session(model, x, y, ctx) as state:
+            for point in getattr(self.params, self.grid):
+                result = self.at(point, state, model, x, y, ctx)
+                correct, extra = result if isinstance(result, tuple) else (result, [])
+                out.accuracy(self.metric, point, correct)
+                out.metrics += extra
+            clean = ctx.clean_correct(model, x, y).double().mean().item()
+            points = out.points(self.metric)
+            out.flags += sanity.accuracy_curve_flags(self.metric.label, points, clean, monotone=self.monotone)
+            self.finish(state, model, x, y, ctx, out)
+        return out
+
+
+class EpsilonCurveEvaluation(CurveEvaluation):
     """An attack measured as robust accuracy against epsilon in one norm (PGD, AutoAttack): its
     metric, random stream and report follow from a name prefix and the card's norm."""
 
@@ -172,7 +226,9 @@ class EpsilonCurveEvaluation(Evaluation):
     metric_prefix: ClassVar[str]
     plot: ClassVar[str]  # the figure its curve is drawn in
     title: ClassVar[str]
-    robustbench_linf: ClassVar[str]  # the RobustBench field its L-inf curve fills
+    robustbench_linf: ClassVar[
+        tuple[str, ...]
+    ]  # the RobustBench fields its L-inf curve fills (bench.evals.reporting.Curve)
 
     @property
     def metric(self) -> MetricId:
@@ -190,12 +246,9 @@ class EpsilonCurveEvaluation(Evaluation):
             self.plot,
             self.title,
             headline=True,
-            robustbench=self.robustbench_linf if norm == "linf" else "",
+            robustbench=self.robustbench_linf if norm == "linf" else (),
         )
         return ReportSpec(curves=(curve,))
-
-
-EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
 
 
 @contextlib.contextmanager

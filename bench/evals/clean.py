@@ -19,7 +19,6 @@ class CleanParams:
 
 class Clean(Evaluation):
     Params = CleanParams
-    kind = "clean"
 
     def report(self) -> ReportSpec:
         return ReportSpec(

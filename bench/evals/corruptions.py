@@ -80,7 +80,6 @@ MEAN = MetricId("corruptions")
 
 class Corruptions(Evaluation):
     Params = CorruptionParams
-    kind = "corruptions"
     grid = "corruptions"
     version = 2  # 2: common random numbers, one generator per image
     needs = frozenset({"data_files"})

@@ -136,7 +136,6 @@ class Minimal(Evaluation):
     is an upper bound only while found >= 50%)."""
 
     Params = MinimalParams
-    kind = "minimal"
     grid = "norms"
     version = 4  # 4: random streams common to all models (3: attack ensemble; 2: numpy median)
 

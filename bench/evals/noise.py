@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import ConfigDict, Field
 
-from bench.evals import sanity
-from bench.evals.base import EvalContext, EvalOutput, Evaluation, Metric, predict
+from bench.evals.base import CurveEvaluation, EvalContext, EvalOutput, Metric, predict
 from bench.evals.image_rng import ImageRNG
 from bench.evals.reporting import Curve, MetricId, ReportSpec, Summary
 
@@ -52,10 +51,10 @@ class NoiseParams:
     report_collapse: bool = False
 
 
-class Noise(Evaluation):
+class Noise(CurveEvaluation):
     Params = NoiseParams
-    kind = "noise"
     grid = "levels"
+    monotone = False  # noise may fix an image's clean error by chance
     version = 4  # 4: top-class share per level (3: common random numbers, one generator per image)
 
     @property
@@ -91,24 +90,16 @@ class Noise(Evaluation):
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.levels)
 
-    def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        p: NoiseParams = self.params
-        out = EvalOutput(notes={"semantics": "noise in [0,1] space, each image clamped to its own [min, max]"})
-        for level in p.levels:
-            rng = ImageRNG.for_images(self.point_seed(ctx, level), ctx.image_ids(x))
-            pred = predict(model, add_noise(x.cpu(), p.noise, level, rng), ctx)
-            out.accuracy(self.metric, level, pred == y)
-            out.metrics.append(Metric(self.metric, level, "top class share", top_class_share(pred)))
-            ctx.progress.advance(len(y))
-        top = max(p.levels)
-        out.metrics.append(
-            Metric(
-                self.metric,
-                None,
-                "top class share",
-                next(m.value for m in out.metrics if m.param == top and m.statistic == "top class share"),
-            )
-        )
-        clean = ctx.clean_correct(model, x, y).double().mean().item()
-        out.flags += sanity.accuracy_curve_flags(self.metric.label, out.points(self.metric), clean, monotone=False)
-        return out
+    def notes(self):
+        return {"semantics": "noise in [0,1] space, each image clamped to its own [min, max]"}
+
+    def at(self, level, state, model, x, y, ctx: EvalContext):
+        rng = ImageRNG.for_images(self.point_seed(ctx, level), ctx.image_ids(x))
+        pred = predict(model, add_noise(x.cpu(), self.params.noise, level, rng), ctx)
+        ctx.progress.advance(len(y))
+        return pred == y, [Metric(self.metric, level, "top class share", top_class_share(pred))]
+
+    def finish(self, state, model, x, y, ctx: EvalContext, out: EvalOutput) -> None:
+        top = max(self.params.levels)
+        share = next(m.value for m in out.metrics if m.param == top and m.statistic == "top class share")
+        out.metrics.append(Metric(self.metric, None, "top class share", share))

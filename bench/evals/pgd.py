@@ -6,6 +6,7 @@ so do we: robust accuracy at any epsilon already includes clean errors."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -78,9 +79,8 @@ def attack_at(
 
 class PGD(EpsilonCurveEvaluation):
     Params = PGDParams
-    kind = "pgd"
     version = 3  # 3: random starts common to all models (2: sanity flags and the large-epsilon probe)
-    metric_prefix, plot, robustbench_linf = "pgd", "epsilon", "eps"
+    metric_prefix, plot, robustbench_linf = "pgd", "epsilon", ("eps",)
     title = "PGD robust accuracy (clean errors count), mean ± SEM over seeds"
 
     def work(self, n_images: int) -> int:
@@ -91,20 +91,28 @@ class PGD(EpsilonCurveEvaluation):
         p = self.params
         return {"pgd": (sum(e > 0 for e in p.epsilons) + (p.sanity_epsilon != 0)) * p.steps}
 
-    def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
-        fb, p, name = foolbox(), self.params, self.metric.label
-        attack = pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start)
-        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=ctx.device)
-        out = EvalOutput(notes={"attack": f"foolbox {type(attack).__name__}", "semantics": CLEAN_ERRORS})
-        for eps in p.epsilons:
-            adv = attack_at(attack, fmodel, x, y, eps, p.norm, self.point_seed(ctx, eps), ctx, name)
-            out.accuracy(self.metric, eps, predict(model, adv, ctx) == y)
-        clean = ctx.clean_correct(model, x, y).double().mean().item()
-        out.flags += sanity.accuracy_curve_flags(name, out.points(self.metric), clean)
+    def notes(self):
+        return {"attack": f"foolbox {type(self._attack()).__name__}", "semantics": CLEAN_ERRORS}
+
+    def _attack(self):
+        p = self.params
+        return pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start)
+
+    @contextlib.contextmanager
+    def session(self, model, x, y, ctx: EvalContext):
+        yield self._attack(), foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
+
+    def at(self, eps, state, model, x, y, ctx: EvalContext):
+        attack, fmodel = state
+        adv = attack_at(attack, fmodel, x, y, eps, self.params.norm, self.point_seed(ctx, eps), ctx, self.metric.label)
+        return predict(model, adv, ctx) == y
+
+    def finish(self, state, model, x, y, ctx: EvalContext, out: EvalOutput) -> None:
+        """The large-epsilon probe: accuracy near zero there, else gradient masking is suspected."""
+        (attack, fmodel), p, name = state, self.params, self.metric.label
         big = sanity_epsilon(p.sanity_epsilon, p.norm, x)
         if big > 0:
             adv = attack_at(attack, fmodel, x, y, big, p.norm, self.point_seed(ctx, ("sanity", big)), ctx, name)
             acc = (predict(model, adv, ctx) == y).double().mean().item()
             out.metrics.append(Metric(self.metric, big, "sanity probe accuracy", acc))
             out.flags += sanity.near_zero_flag(name, big, acc, p.sanity_limit)
-        return out

@@ -42,7 +42,9 @@ class Curve:
     monotone: bool = True  # robust accuracy must not rise with the parameter (sanity flag)
     pooled: bool = False  # drawn as the mean over the figure's curves, one line per model
     whitebox: MetricId | None = None  # a black-box curve: flag it where it beats this white-box curve
-    robustbench: Literal["", "autoattack", "eps"] = ""  # fills RobustBench's autoattack_acc (and eps), or only eps
+    # RobustBench model-info fields its largest positive parameter fills: 'eps' (that parameter)
+    # and an accuracy field there ('autoattack_acc'); a curve filling an accuracy field sets eps first
+    robustbench: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Summary:
     ranked: bool = True  # in the probability-of-being-best table (a measurement that is not a merit is not)
     distribution_plot: str = ""  # figure file stem for the ECDF of the per-image values
     robustbench: str = ""  # a RobustBench model-info field it fills ('clean_acc')
+    # a similarity to a named target shared by all models: the x axis of a similarity vs robustness view
+    target_similarity: bool = False
     note: str = ""  # what the column means, listed under the table
 
 

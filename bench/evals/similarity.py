@@ -52,7 +52,6 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 class Similarity(Evaluation):
     Params = SimilarityParams
-    kind = "similarity"
     needs = frozenset({"targets"})
 
     @property
@@ -74,6 +73,7 @@ class Similarity(Evaluation):
                     "mean-difference",
                     percent=False,
                     ranked=False,
+                    target_similarity=bool(self.params.target),
                     note=f"brain similarity: {label}",
                 ),
             )

@@ -1,21 +1,21 @@
 """Where a suite's units of work run: this process (serial, the default), worker processes on
 this machine (local), a Ray cluster (ray), or a Slurm cluster through submitit (slurm). These are
-existing engines; this package only hands them the two job functions (bench.executors.jobs) and
-merges what the workers leave: each finished cell is a file in WORKDIR/cells/, and only this
-process writes the SQLite store."""
+existing engines; this package only hands them the two job functions (bench.executors.jobs), each
+worker the cells planned for it, and merges what the workers leave: each finished cell is a file
+in WORKDIR/cells/, and only this process writes the SQLite store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from bench.cards import ExecutionSpec, ModelCard, SuiteCard
 from bench.errors import BenchError
-from bench.executors.jobs import RunSpec
+from bench.plan import Plan, RunSpec
 from bench.registry import Registry
 from bench.runtime import Progress, Silent
 
 EXECUTORS: Registry[type] = Registry("executor")
+EXECUTORS.lazy("serial", "bench.executors.serial:SerialExecutor")
 EXECUTORS.lazy("local", "bench.executors.local:LocalExecutor")
 EXECUTORS.lazy("ray", "bench.executors.ray_executor:RayExecutor")
 EXECUTORS.lazy("slurm", "bench.executors.slurm:SlurmExecutor")
@@ -27,8 +27,14 @@ class Executor:
     """Runs training jobs and cell jobs somewhere; subclasses say where (``_map``)."""
 
     run: RunSpec
-    options: ExecutionSpec
+    options: ExecutionSpec = ExecutionSpec()
     progress: Progress = Silent()
+
+    def check(self) -> None:
+        """Fail before any work when the engine cannot run here."""
+
+    def close(self) -> None:
+        """End what the executor started (worker processes)."""
 
     def _map(self, kind: str, fn, args: list[tuple], on_result) -> None:
         """Run ``fn(run, *a)`` for every ``a`` in ``args``; call ``on_result`` as each finishes.
@@ -42,14 +48,15 @@ class Executor:
         missing = sorted(missing, key=lambda m: -training_cost(m[0]))  # longest first: no lone job at the end
         self._map("train", train_job, [(c.name, s) for c, s in missing], lambda result: self.progress.advance())
 
-    def evaluate(self, suite: SuiteCard, pending: list, checkpoints: dict, store) -> int:
-        """Compute the pending cells on the workers and merge each cell file into the store as it
-        arrives; returns how many were merged."""
+    def evaluate(self, plan: Plan, store) -> int:
+        """Compute the plan's pending cells on the workers (each job carries its cell and the
+        checkpoints it reads) and merge each cell file into the store as it arrives; returns how
+        many were merged."""
         from bench.executors.jobs import cell_job
+        from bench.plan import planned_meta
         from bench.store.cellfiles import cells_dir, read_cell
-        from bench.suite.runner import planned_meta
 
-        plain = {k: (str(p), h) for k, (p, h) in checkpoints.items()}
+        suite, pending = plan.run.suite, plan.pending
         merged = 0
         expected = {c.key.digest: planned_meta(suite, c) for c in pending}
 
@@ -64,7 +71,11 @@ class Executor:
             self.progress.advance()
 
         self.progress.start(f"evaluate {suite.name} ({self.name})", len(pending))
-        self._map("cell", cell_job, [(c.card.name, c.seed, c.spec_index, plain) for c in pending], merge)
+        jobs = [
+            (c, {(n, c.seed): plan.checkpoints[(n, c.seed)] for n in (c.card.name, *c.evaluation.sources())})
+            for c in pending
+        ]
+        self._map("cell", cell_job, jobs, merge)
         return merged
 
     @property
@@ -85,31 +96,15 @@ def training_cost(card: ModelCard) -> float:
     return seen * (1 + 2 * reg.pairs_per_step / t.batch_size * pixels)
 
 
-def make_executor(
-    options: ExecutionSpec,
-    suite: SuiteCard,
-    workdir: Path,
-    device: str,
-    data_root: Path | None,
-    deterministic: bool,
-    progress: Progress = Silent(),
-) -> Executor | None:
-    """The executor of ``options`` (None for serial), checked before any work starts. Local
-    workers = 0 means one per CPU core this process may use; one worker is no better than this
-    process (then serial at one thread)."""
+def make_executor(options: ExecutionSpec, run: RunSpec, progress: Progress = Silent()) -> Executor:
+    """The executor of ``options``, checked before any work starts. Local workers = 0 means one
+    per CPU core this process may use; one worker is no better than this process (then serial at
+    one thread)."""
     if options.workers == 0:
         options = replace(options, workers=usable_cores())
         if options.executor == "local" and options.workers == 1:
-            import torch
-
-            torch.set_num_threads(options.threads or 1)
-            return None
-    if options.executor == "serial":
-        return None
-    threads = options.threads or 1
-    run = RunSpec(
-        suite, str(Path(workdir).resolve()), device, str(data_root) if data_root else None, deterministic, threads
-    )
+            options = replace(options, executor="serial", threads=options.threads or 1)
+    run = replace(run, threads=options.threads or 1)
     executor = EXECUTORS.get(options.executor)(run, options, progress)
     executor.check()
     return executor
@@ -134,3 +129,8 @@ def missing_extra(package: str, extra: str) -> BenchError:
         f"the {extra} executor needs {package}, which is not installed; pip install -e '.[{extra}]' "
         f"(or pip install {package})"
     )
+
+
+from bench.executors.serial import SerialExecutor  # noqa: E402  (the default: run_suite builds it without a registry lookup)
+
+__all__ = ["EXECUTORS", "Executor", "SerialExecutor", "make_executor", "merged_options"]

@@ -92,11 +92,6 @@ def neuron_weights(signal_var: np.ndarray, noise_var: np.ndarray, quality: np.nd
     return w if quality is None else w * np.clip(quality, 0, None)
 
 
-def repeat_means(rec: Recordings, images: np.ndarray) -> np.ndarray:
-    """Mean response over the trials of each given image (images x neurons)."""
-    return np.stack([rec.responses[rec.trial_image == i].mean(axis=0) for i in images])
-
-
 def first_trials(rec: Recordings, images: np.ndarray) -> np.ndarray:
     """The first trial's response for each given image: the single-trial ('raw') view."""
     first = {}

@@ -192,3 +192,18 @@ def load_artifact(path: str | Path) -> tuple[PairTarget, dict]:
         "scans": [s["hash"] for s in meta["scans"]],
     }
     return PairTarget(images, obj["pairs"], desc), meta
+
+
+def validation_text(meta: dict) -> str:
+    """A target's validation report: similarity correlations on the oracle images, per scan."""
+    from tabulate import tabulate
+
+    rows = [
+        [k.replace("_", " "), *[f"{v.get(k, float('nan')):.3f}" for v in meta["validation"]]]
+        for k in dict.fromkeys(k for v in meta["validation"] for k in v if k not in ("oracle_images", "pairs"))
+    ]
+    table = tabulate(
+        rows,
+        headers=["correlation of pairwise similarities", *[f"scan {i}" for i in range(len(meta["validation"]))]],
+    )
+    return table + "\n(oracle images; the repeat average uses all trials but the first, the single trial is the first)"

@@ -12,6 +12,9 @@ content, as RobustBench publishes them).
 - ``cells.json``, ``trainings.json``: the store's rows of the evaluated cells and trainings
   (parameters, notes, sanity flags, provenance; histories and layer weights).
 - ``suite.toml``: the suite card as it was when the report was written (endpoints included).
+- ``labels.csv``: the label of each image of the evaluation subset (``image``, ``label``), for
+  the per-class analyses (their tables: ``per_class.csv``, and ``kappa.csv`` for error
+  consistency between models).
 - ``bundle.json``: what the folder is (format, suite, version) and which of these it holds."""
 
 from __future__ import annotations
@@ -99,17 +102,21 @@ def write_bundle(data: SuiteResults, folder: Path) -> None:
     atomic_write_text(folder / "trainings.json", json.dumps(data.trainings.to_dict("records"), indent=0) + "\n")
     if data.suite.path and Path(data.suite.path).is_file():
         atomic_write_bytes(folder / "suite.toml", Path(data.suite.path).read_bytes())
+    if data.labels is not None:
+        labels = pd.DataFrame({"image": range(len(data.labels)), "label": data.labels})
+        labels.to_csv(folder / "labels.csv", index=False)
     manifest = {
         "format": FORMAT,
         "format_version": VERSION,
         "suite": data.suite.name,
         "suite_version": data.suite.version,
         "files": sorted(p.name for p in folder.iterdir() if p.name in DATA_FILES),
+        **({"num_classes": data.num_classes} if data.labels is not None else {}),
     }
     atomic_write_text(folder / "bundle.json", json.dumps(manifest, indent=1) + "\n")
 
 
-DATA_FILES = {"results.csv", "outcomes.csv.gz", "cells.json", "trainings.json", "suite.toml"}
+DATA_FILES = {"results.csv", "outcomes.csv.gz", "cells.json", "trainings.json", "suite.toml", "labels.csv"}
 
 
 def read_bundle(folder: Path, suite: str | None = None) -> SuiteResults:
@@ -140,8 +147,56 @@ def read_bundle(folder: Path, suite: str | None = None) -> SuiteResults:
         examples = examples_from(pd.read_csv(folder / "outcomes.csv.gz"))
     cells = pd.DataFrame(_json_rows(folder / "cells.json"))
     trainings = pd.DataFrame(_json_rows(folder / "trainings.json"))
-    return SuiteResults(card, results, cells, order_trainings(trainings, card), examples, [])
+    labels, num_classes = None, int(manifest.get("num_classes", 0))
+    if (folder / "labels.csv").is_file() and num_classes:
+        labels = pd.read_csv(folder / "labels.csv")["label"].to_numpy()
+    else:  # a folder written before labels were kept: the suite's subset, if its dataset is here
+        labels, num_classes = subset_labels(card, set(flat["subset_hash"]))
+    data = SuiteResults(card, results, cells, order_trainings(trainings, card), examples, [])
+    return dataclasses.replace(data, labels=labels, num_classes=num_classes)
+
+
+def subset_labels(card, digests: set[str]) -> tuple[np.ndarray | None, int]:
+    """The labels of the suite's evaluation subset drawn again from its dataset (no evaluation),
+    accepted only where the subset's hash is one the results name; (None, 0) without the data."""
+    from bench.data import load_dataset
+    from bench.plan import subset_for, subset_size
+
+    try:
+        ds = load_dataset(card.dataset)
+        subset = subset_for(ds, card, subset_size(ds, card))
+    except (BenchError, OSError):
+        return None, 0
+    return (subset.y.numpy(), ds.num_classes) if subset.digest in digests else (None, 0)
 
 
 def _json_rows(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
+
+
+def reproduction(published: pd.DataFrame, recomputed: pd.DataFrame) -> str:
+    """Whether recomputed intervals equal the published ones (to 1e-9), contrast by contrast."""
+    import math
+
+    key = ["model", "reference", "evaluation", "param", "summary", "scope", "seed"]
+    numbers = ["delta", "ci_low", "ci_high", "p_value", "p_holm"]
+    if not set(key + numbers) <= set(published.columns):
+        return f"deltas.csv predates these columns ({', '.join(numbers)}): nothing to compare"
+    a = published[published["scope"] == "training procedure"].set_index(key[:5])[numbers]
+    b = recomputed[recomputed["scope"] == "training procedure"].set_index(key[:5])[numbers]
+    common = a.index.intersection(b.index)
+    differ = [
+        k
+        for k in common
+        for c in numbers
+        if not (
+            (math.isnan(a.loc[k, c]) and math.isnan(b.loc[k, c]))
+            or math.isclose(a.loc[k, c], b.loc[k, c], rel_tol=1e-9, abs_tol=1e-12)
+        )
+    ]
+    missing = len(a.index.difference(b.index)) + len(b.index.difference(a.index))
+    verdict = "reproduce" if not differ and not missing else "do NOT reproduce"
+    return (
+        f"recomputed from the folder: {len(common)} contrasts {verdict} deltas.csv "
+        f"({len(set(differ))} differ, {missing} on one side only)"
+    )

@@ -10,8 +10,8 @@ import pandas as pd
 
 from bench.cards import SuiteCard
 from bench.config import canonical_json
+from bench.plan import Cell
 from bench.store import ResultStore
-from bench.suite.runner import Cell
 
 CSV_COLUMNS = [
     "model",
@@ -63,6 +63,8 @@ class SuiteResults:
     # per-image outcomes: (model, seed, MetricId, param, statistic, attack) -> values over the evaluation images
     examples: dict[tuple, np.ndarray] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    labels: np.ndarray | None = None  # of the evaluation subset's images, in order (per-class analyses)
+    num_classes: int = 0
 
 
 def csv_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -73,9 +75,11 @@ def csv_table(results: pd.DataFrame) -> pd.DataFrame:
     return flat[CSV_COLUMNS]
 
 
-def collect(suite: SuiteCard, store: ResultStore, plan: list[Cell]) -> SuiteResults:
-    """The stored cells of a plan (``run_suite``'s), in plan order; unkeyed or unstored cells
-    are listed as missing."""
+def collect(
+    suite: SuiteCard, store: ResultStore, plan: list[Cell], labels: np.ndarray | None = None, num_classes: int = 0
+) -> SuiteResults:
+    """The stored cells of a plan (bench.plan), in plan order; unkeyed or unstored cells
+    are listed as missing. ``labels``: the evaluation subset's, for the per-class analyses."""
     results, cells, missing, examples = [], [], [], {}
     for c in plan:
         row = store.cell(c.key.digest) if c.key is not None else None
@@ -90,7 +94,7 @@ def collect(suite: SuiteCard, store: ResultStore, plan: list[Cell]) -> SuiteResu
     results = pd.DataFrame(results, columns=RESULT_COLUMNS)
     evaluated = {(r["model"], r["checkpoint_hash"].split("+")[0]) for r in cells}  # transfer adds its source's hash
     trainings = order_trainings(pd.DataFrame(store.trainings(evaluated)), suite)
-    return SuiteResults(suite, results, pd.DataFrame(cells), trainings, examples, missing)
+    return SuiteResults(suite, results, pd.DataFrame(cells), trainings, examples, missing, labels, num_classes)
 
 
 def order_trainings(trainings: pd.DataFrame, suite: SuiteCard) -> pd.DataFrame:

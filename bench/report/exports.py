@@ -105,10 +105,11 @@ def headline_section(numbers: pd.DataFrame, scope: str) -> list[str]:
 
 
 def robustbench_info(card: ModelCard | ExternalCard, results: pd.DataFrame, specs: list[ReportSpec]) -> dict:
-    """RobustBench model-info fields, seeds averaged. Only fields we measured are filled:
-    ``autoattack_acc`` needs an L-inf AutoAttack curve and stays absent without one (only its
-    epsilon may come from PGD, never a PGD number in AutoAttack's field). Our own numbers go
-    under ``neuroreg_bench``: every headline curve and every summary."""
+    """RobustBench model-info fields, seeds averaged, as the evaluations declare them (their
+    report specs): only fields we measured are filled, so ``autoattack_acc`` stays absent without
+    a curve that declares it (only its epsilon may come from another curve, never that curve's
+    number in AutoAttack's field). Our own numbers go under ``neuroreg_bench``: every headline
+    curve and every summary."""
     r = results[results["model"] == card.name]
     info = {
         "link": "",
@@ -128,11 +129,13 @@ def robustbench_info(card: ModelCard | ExternalCard, results: pd.DataFrame, spec
         "regularizer": card.regularizer_label,
         **({"provenance": card.provenance()} if card.external else {}),
     }
+    images = {}  # RobustBench field -> on how many images it stands (AutoAttack often runs on fewer)
     for spec in specs:
         for s in spec.summaries:
             value = per_seed[per_seed["column"] == s.column]["value"].mean()
             if s.robustbench:
                 info[s.robustbench] = f"{value * 100:.2f}" if s.percent else float(value)
+                images[s.robustbench] = _images(rows_of(r, s.metric))
             else:
                 extra[s.column.replace(" ", "_") + ("_acc" if s.percent else "")] = (
                     f"{value * 100:.2f}" if s.percent else float(value)
@@ -144,15 +147,27 @@ def robustbench_info(card: ModelCard | ExternalCard, results: pd.DataFrame, spec
                     f"{p:g}": f"{v * 100:.2f}" for p, v in points.groupby("param")["value"].mean().items()
                 }
     info["reported"] = ""
-    positive = {
-        c.robustbench: curve_points(rows_of(r, c.metric)).query("param > 0") for c in curves(specs) if c.robustbench
-    }
-    if "autoattack" in positive and len(positive["autoattack"]):  # at the largest epsilon evaluated
-        auto = positive["autoattack"]
-        eps = auto["param"].max()
-        info["eps"] = f"{eps:g}"
-        info["autoattack_acc"] = f"{auto[auto['param'] == eps]['value'].mean() * 100:.2f}"
-    elif "eps" in positive and len(positive["eps"]):
-        info["eps"] = f"{positive['eps']['param'].max():g}"
+    declaring = sorted((c for c in curves(specs) if c.robustbench), key=lambda c: set(c.robustbench) <= {"eps"})
+    for c in declaring:  # those that fill an accuracy field first: their epsilon is the one stated
+        positive = curve_points(rows_of(r, c.metric)).query("param > 0")
+        if not len(positive):
+            continue
+        eps = positive["param"].max()  # the largest epsilon evaluated
+        for name in (f for f in c.robustbench if f not in info):
+            info[name] = (
+                f"{eps:g}" if name == "eps" else f"{positive[positive['param'] == eps]['value'].mean() * 100:.2f}"
+            )
+            if name != "eps":
+                images[name] = _images(positive)
+    if images:
+        extra["images_per_field"] = images
+        if len(set(images.values())) > 1:
+            extra["images_note"] = "these fields stand on different numbers of evaluation images: " + ", ".join(
+                f"{k} on {v}" for k, v in images.items()
+            )
     info["neuroreg_bench"] = extra
     return info
+
+
+def _images(rows: pd.DataFrame) -> int:
+    return int(rows["n_images"].max()) if len(rows) else 0

@@ -18,7 +18,8 @@ from bench.cards import SuiteCard
 from bench.errors import BenchError
 from bench.evals.reporting import ReportSpec
 from bench.io import ensure_writable_folder, recover_folder, replace_folder
-from bench.report import exports, plots, render
+from bench.plan import Plan, report_specs
+from bench.report import analyses, exports, plots, render, views
 from bench.report.bundle import write_bundle
 from bench.report.collect import SuiteResults, collect
 from bench.report.escape import csv_safe
@@ -35,7 +36,6 @@ from bench.report.summary import (
     seed_summary,
 )
 from bench.store import ResultStore
-from bench.suite.runner import Cell, report_specs
 
 
 @dataclass
@@ -69,8 +69,9 @@ def inference_of(suite: SuiteCard) -> Inference:
     return Inference(method=c.interval, level=c.level, n_boot=c.resamples)
 
 
-def build_leaderboard(suite: SuiteCard, store: ResultStore, plan: list[Cell]) -> Leaderboard:
-    return leaderboard_of(collect(suite, store, plan), report_specs(suite))
+def build_leaderboard(plan: Plan, store: ResultStore) -> Leaderboard:
+    suite = plan.run.suite
+    return leaderboard_of(collect(suite, store, plan.cells, plan.labels, plan.num_classes), report_specs(suite))
 
 
 def leaderboard_of(
@@ -100,17 +101,52 @@ def leaderboard_of(
         + consistency_flags(data.results, data.examples)
         + provenance_flags(data.cells, data.trainings)
         + late,
-        detail_tables(data.results, models, specs),
+        detail_tables(data.results, models, specs) + analysis_tables(data, models),
         evaluate_endpoints(suite.endpoints, data.results, specs),
         registration,
         best_table(data.results, models, specs),
     )
 
 
+def analysis_tables(data: SuiteResults, models: list[str]) -> list[tuple[str, str, pd.DataFrame]]:
+    """Per-class and error-consistency analyses of the stored per-image outcomes (no evaluation re-run)."""
+    out = []
+    classes = analyses.class_table(data.examples, data.labels, data.num_classes)
+    points = analyses.middle_points(data.examples)
+    worst = analyses.worst_class_table(classes, models, points)
+    if len(worst):
+        out.append(
+            (
+                "Worst-class accuracy",
+                "clean and each curve at the middle of its grid: the accuracy on the images of the class a model "
+                "does worst on (mean over training seeds), and that class (the most frequent over seeds); every "
+                "class's accuracy at every point is in per_class.csv",
+                worst,
+            )
+        )
+    kappas = analyses.kappa_table(data.examples, models)
+    summary = analyses.kappa_summary(kappas, points)
+    if len(summary):
+        out.append(
+            (
+                "Error consistency (Cohen's kappa)",
+                "agreement of two models' per-image correctness beyond what their accuracies imply by chance "
+                "(0: independent errors, 1: the same errors), on the same images and training seed, mean over seeds; "
+                "clean and each curve at the middle of its grid (every point in kappa.csv)",
+                summary,
+            )
+        )
+    return out
+
+
 def _write_all(board: Leaderboard, tmp: Path) -> None:
     models = [c.name for c in board.suite.cards]
-    figures = plots.curve_figures(seed_summary(board.results), board.specs, board.suite.name, tmp)
+    figures = plots.curve_figures(seed_summary(board.results), board.specs, board.suite.name, tmp, board.results)
     figures.update(plots.distribution_figures(board.data.examples, models, board.specs, tmp))
+    figures.update(views.scatter_figures(board.results, board.specs, tmp))
+    figures.update(views.pooled_heatmaps(board.results, board.specs, models, tmp))
+    if views.forest_plot(board.deltas, tmp / "forest.png"):
+        figures["forest.png"] = tmp / "forest.png"
     if plots.layer_weights(board.trainings, tmp / "layer_weights.png"):
         figures["layer_weights.png"] = tmp / "layer_weights.png"
     (tmp / "leaderboard.md").write_text(render.markdown(board, list(figures)))
@@ -118,6 +154,13 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
     (tmp / "index.html").write_text(render.html_page(board, figures))
     write_bundle(board.data, tmp)
     csv_safe(board.deltas).to_csv(tmp / "deltas.csv", index=False)
+    models = [c.name for c in board.suite.cards]
+    classes = analyses.class_table(board.data.examples, board.data.labels, board.data.num_classes)
+    if len(classes):
+        csv_safe(classes).to_csv(tmp / "per_class.csv", index=False)
+    kappas = analyses.kappa_table(board.data.examples, models)
+    if len(kappas):
+        csv_safe(kappas).to_csv(tmp / "kappa.csv", index=False)
     cards = {c.name: c for c in board.suite.cards}
     (tmp / "models").mkdir()
     for _, t in board.trainings.iterrows():

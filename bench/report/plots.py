@@ -35,17 +35,28 @@ def _panels(n: int):
     return fig, axes[0]
 
 
-def _accuracy_axes(ax, xlabel: str) -> None:
+def _accuracy_axes(ax, xlabel: str, params=()) -> None:
+    """Percent accuracy; a grid of whole numbers (corruption severities) gets whole-number ticks."""
+    params = [p for p in params if p == p]
+    if params and all(float(p).is_integer() for p in params):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy %")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
 
 
-def curve_figures(summary: pd.DataFrame, specs: list[ReportSpec], suite: str, folder: Path) -> dict[str, Path]:
+def curve_figures(
+    summary: pd.DataFrame, specs: list[ReportSpec], suite: str, folder: Path, results: pd.DataFrame | None = None
+) -> dict[str, Path]:
     """One PNG per figure named by the suite's curves: accuracy vs parameter per model, mean over
-    seeds with a ± SEM band (a panel per curve), or pooled: the mean over the figure's curves."""
+    seeds with a ± SEM band and, given ``results``, each training seed's curve faintly behind it
+    (a panel per curve), or pooled: the mean over the figure's curves."""
     summary = summary[(summary["statistic"] == "accuracy") & (summary["attack"] == "")]  # not a sanity probe
+    if results is not None:
+        results = results[(results["statistic"] == "accuracy") & (results["attack"] == "")]
     groups: dict[str, list[Curve]] = {}
     for c in curves(specs):
         if not rows_of(summary, c.metric).empty:
@@ -59,7 +70,7 @@ def curve_figures(summary: pd.DataFrame, specs: list[ReportSpec], suite: str, fo
             for model in dict.fromkeys(rows["model"]):
                 d = rows[rows["model"] == model].groupby("param")["mean"].mean()
                 ax.plot(d.index, d.values * 100, marker="o", ms=3, label=model)
-            _accuracy_axes(ax, group[0].axis)
+            _accuracy_axes(ax, group[0].axis, rows["param"])
             ax.legend(fontsize=7)
             ax.set_title(f"{suite}: {group[0].title}", fontsize=10)
         else:
@@ -76,7 +87,11 @@ def curve_figures(summary: pd.DataFrame, specs: list[ReportSpec], suite: str, fo
                         ax.fill_between(
                             d["param"], d["mean"] * 100 - sem, d["mean"] * 100 + sem, alpha=0.2, color=line.get_color()
                         )
-                _accuracy_axes(ax, c.axis)
+                        seeds = rows_of(results, c.metric) if results is not None else pd.DataFrame()
+                        for _, s in seeds[seeds["model"] == model].groupby("seed") if len(seeds) else []:
+                            s = s.sort_values("param")
+                            ax.plot(s["param"], s["value"] * 100, lw=0.6, alpha=0.35, color=line.get_color())
+                _accuracy_axes(ax, c.axis, rows["param"])
             axes[0].legend(fontsize=7)
             fig.suptitle(f"{suite}: {group[0].title}", fontsize=10)
         _save(fig, path)

@@ -315,6 +315,40 @@ def html_page(board, plots: dict[str, Path]) -> str:
 <script>window.addEventListener("load", () => {{
   const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.dataset.imagesLoaded = ok; document.body.dataset.tables = document.querySelectorAll("table").length;
+  // sortable tables: a click on a header sorts by that column (numbers by value), again to reverse
+  const key = t => {{ const m = t.trim().replace("\u2212", "-").match(/^[-+]?[0-9]*[.]?[0-9]+(e[-+]?[0-9]+)?/i);
+    return m ? parseFloat(m[0]) : t; }};
+  document.querySelectorAll("table").forEach(table => table.querySelectorAll("th").forEach((th, col) => {{
+    th.style.cursor = "pointer"; th.title = "sort";
+    th.addEventListener("click", () => {{
+      const body = table.tBodies[0], rows = [...body.rows], dir = th.dataset.dir === "1" ? -1 : 1;
+      rows.sort((a, b) => {{ const x = key(a.cells[col].textContent), y = key(b.cells[col].textContent);
+        return (typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : typeof x === "number" ? -1 : 1) * dir; }});
+      th.dataset.dir = dir === 1 ? "1" : "-1"; rows.forEach(r => body.appendChild(r));
+      document.body.dataset.sorted = (+(document.body.dataset.sorted || 0) + 1);
+      document.body.dataset.firstRow = body.rows[0].cells[col].textContent;
+    }});
+  }}));
+  if (location.hash === "#check-sort") document.querySelector("table th:nth-child(2)").click();  // the browser test's probe
 }});</script>
 </body></html>
 """
+
+
+def board_text(board) -> str:
+    """The leaderboard as the CLI prints it: endpoints first, the main table, the probability of
+    being best and the paired comparisons (flags and missing cells are printed beside it)."""
+    lines = [e.line(strong="") for e in board.endpoints]
+    lines.append(board.text_table())
+    if len(board.best):
+        lines += ["\nprobability of being best (seed bootstrap):", board.best.to_string(index=False)]
+    if len(board.delta_table):
+        c = board.suite.compare
+        lines.append(
+            f"\npaired comparisons, exploratory (Δ = model - reference over shared training seeds; {c.level * 100:g}% "
+            f"CI by {c.interval} on the per-seed statistic; p: exact sign-flip test; Holm over the table; MDE at 80% "
+            "power; none below 3 seeds):"
+        )
+        for title, table in comparison_tables(board):
+            lines += [f"{title}:", table.to_string(index=False)]
+    return "\n".join(lines)

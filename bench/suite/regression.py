@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from bench.check import (
     write_reference,
 )
 from bench.errors import BenchError
+from bench.executors import SerialExecutor
 from bench.io import atomic_copy
 from bench.numerics import (
     evaluation_numerics,
@@ -39,11 +39,12 @@ from bench.numerics import (
     portable_child_environment,
     provenance,
 )
+from bench.plan import RunSpec, pinned_checkpoints, plan, report_specs
 from bench.report.collect import collect, csv_table
 from bench.report.summary import headline_per_seed
-from bench.runtime import Progress, Silent, resolve_device
+from bench.runtime import Progress, Silent
 from bench.store import ResultStore
-from bench.suite.runner import report_specs, run_suite
+from bench.suite.runner import run_suite
 from bench.train.checkpoint import load_checkpoint, state_hash
 
 
@@ -68,20 +69,11 @@ def _columns(suite: SuiteCard, store: ResultStore, plan, what: str):
 
 
 def update_reference(
-    suite: SuiteCard,
-    store: ResultStore,
-    workdir: Path,
-    path: Path,
-    device: str = "auto",
-    data_root: Path | None = None,
-    progress: Callable[[], Progress] = Silent,
-    deterministic: bool = False,
-    executor=None,
+    run: RunSpec, store: ResultStore, path: Path, executor=None, progress: Progress = Silent()
 ) -> Reference:
+    suite = run.suite
     seeds = tuple(suite.check.reference_seeds or suite.seeds)
-    summary = run_suite(
-        suite, store, workdir, device, data_root, progress, seeds=seeds, deterministic=deterministic, executor=executor
-    )
+    summary = run_suite(run, store, executor, seeds=seeds)
     data = _columns(suite, store, summary.cells, "reference seeds")
     fixture_seed = suite.seeds[0]
     fixtures = []
@@ -93,9 +85,9 @@ def update_reference(
         atomic_copy(source, Path(path).parent / rel)
         fixtures.append(Fixture(card.name, fixture_seed, rel, checkpoint_hash))
     pinned = {(f.model, f.seed): Path(path).parent / f.file for f in fixtures}
-    fixture_rows = fixture_numbers(suite, store, workdir, pinned, device, data_root, progress, True, deterministic)
+    fixture_rows = fixture_numbers(run, store, pinned, progress, True)
     columns = training_columns(headline_per_seed(data.results, report_specs(suite)), data.trainings)
-    dev = resolve_device(device)
+    dev = run.dev
     written = {**json.loads(provenance(dev, evaluation_numerics(dev))), "packages": json.loads(package_versions())}
     ref = Reference(
         suite.name,
@@ -112,20 +104,17 @@ def update_reference(
 
 
 def fixture_changes(
-    suite: SuiteCard,
+    run: RunSpec,
     store: ResultStore,
-    workdir: Path,
     path: Path,
-    device: str = "auto",
-    data_root: Path | None = None,
-    progress: Callable[[], Progress] = Silent,
-    run: bool = True,
-    deterministic: bool = False,
+    progress: Progress = Silent(),
+    compute: bool = True,
     ref: Reference | None = None,
 ) -> list:
-    """The evaluation part of a check: the reference's committed checkpoints evaluated here,
-    every number against the reference's (``bench check``, and ``bench selftest`` on a GPU).
-    ``ref``: the file at ``path`` already read."""
+    """The evaluation part of a check: the reference's committed checkpoints evaluated here
+    (``compute``; else read from the store), every number against the reference's (``bench
+    check``, and ``bench selftest`` on a GPU). ``ref``: the file at ``path`` already read."""
+    suite = run.suite
     ref = ref or read_reference(path, suite)  # a bad reference fails before any work
     pinned = {}
     for f in ref.fixtures:
@@ -146,51 +135,36 @@ def fixture_changes(
             f"{path}: its fixture numbers were computed in {ref.portable or 'native'} numerics, the card asks for "
             f"{suite.check.portable or 'native'}; regenerate it with 'bench check {suite.name} --against {path} --update'"
         )
-    current = fixture_numbers(suite, store, workdir, pinned, device, data_root, progress, run, deterministic)
+    current = fixture_numbers(run, store, pinned, progress, compute)
     return compare(ref.numbers, current, suite)
 
 
 def fixture_numbers(
-    suite: SuiteCard,
-    store: ResultStore,
-    workdir: Path,
-    pinned: dict[tuple[str, int], Path],
-    device: str,
-    data_root: Path | None,
-    progress: Callable[[], Progress],
-    run: bool,
-    deterministic: bool,
+    run: RunSpec, store: ResultStore, pinned: dict[tuple[str, int], Path], progress: Progress, compute: bool
 ):
-    """results.csv rows of the committed checkpoints' cells, evaluated (``run``) or read from the
-    store, in the card's portable numerics: here when this process already runs them (or the card
-    asks for none), else in a child process started with that environment."""
+    """results.csv rows of the committed checkpoints' cells, evaluated (``compute``) or read from
+    the store, in the card's portable numerics: here when this process already runs them (or the
+    card asks for none), else in a child process started with that environment."""
+    suite = run.suite
     level = suite.check.portable
     if not level or portable_active(level):
         seeds = tuple(sorted({seed for _, seed in pinned}))
-        fixtures = run_suite(
-            suite,
-            store,
-            workdir,
-            device,
-            data_root,
-            progress,
-            pinned=pinned,
-            seeds=seeds,
-            deterministic=deterministic,
-            train_missing=run,
-        )
-        return csv_table(_columns(suite, store, fixtures.cells, "committed checkpoints").results)
-    if resolve_device(device).type != "cpu":
+        if compute:
+            cells = run_suite(run, store, SerialExecutor(run, progress=progress), pinned=pinned, seeds=seeds).cells
+        else:
+            cells = plan(run, store, seeds=seeds, known=pinned_checkpoints(suite, pinned)).cells
+        return csv_table(_columns(suite, store, cells, "committed checkpoints").results)
+    if run.dev.type != "cpu":
         raise BenchError(
             f"suite {suite.name!r}: its committed checkpoints are evaluated in portable CPU numerics ([check] "
             f"portable = {level!r}); run the check with --device cpu, or set portable = '' in the card"
         )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "fixtures.json"
-        args = ["check-fixtures", suite.path or suite.name, "--store", str(store.path), "--workdir", str(workdir)]
+        args = ["check-fixtures", suite.path or suite.name, "--store", str(store.path), "--workdir", str(run.workdir)]
         args += [f"--pin={m}:{s}:{p}" for (m, s), p in pinned.items()]
-        args += ["--out", str(out), *(["--data-root", str(data_root)] if data_root else [])]
-        args += [] if run else ["--no-run"]
+        args += ["--out", str(out), *(["--data-root", str(run.data_root)] if run.data_root else [])]
+        args += [] if compute else ["--no-run"]
         done = subprocess.run(
             [sys.executable, "-m", "bench", *args],
             env=portable_child_environment(level),
@@ -208,40 +182,77 @@ def fixture_numbers(
 
 
 def check_against(
-    suite: SuiteCard,
+    run: RunSpec,
     store: ResultStore,
-    workdir: Path,
     path: Path,
-    device: str = "auto",
-    data_root: Path | None = None,
-    progress: Callable[[], Progress] = Silent,
-    run: bool = True,
-    deterministic: bool = False,
+    progress: Progress = Silent(),
+    compute: bool = True,
     ref: Reference | None = None,
     fixtures_only: bool = False,
     executor=None,
 ) -> CheckResult:
     """The fixtures' numbers against the reference's, then the suite's seeds trained and evaluated
-    (on ``executor``, bench.executors, where given) against the reference's seed spread."""
+    (``compute``, on ``executor`` where given; else read from the store) against the reference's
+    seed spread."""
+    suite = run.suite
     ref = ref or read_reference(path, suite)
     result = CheckResult()
-    result.changes = fixture_changes(suite, store, workdir, path, device, data_root, progress, run, deterministic, ref)
+    result.changes = fixture_changes(run, store, path, progress, compute, ref)
     if fixtures_only:
         return result
-    trained = run_suite(
-        suite,
-        store,
-        workdir,
-        device,
-        data_root,
-        progress,
-        deterministic=deterministic,
-        train_missing=run,
-        executor=executor if run else None,
-    )
-    data = _columns(suite, store, trained.cells, "trained seeds")
+    cells = run_suite(run, store, executor).cells if compute else plan(run, store).cells
+    data = _columns(suite, store, cells, "trained seeds")
     per_seed = headline_per_seed(data.results, report_specs(suite))
     result.drifts = compare_training(
         ref.columns, training_columns(per_seed, data.trainings), suite.check.false_alarm, suite.check.training_floor
     )
     return result
+
+
+CHANGE_HEADERS = ["model", "seed", "evaluation", "param", "statistic", "reference", "current", "delta", "tolerance"]
+DRIFT_HEADERS = ["model", "column", "reference mean ± SD", "current mean", "delta", "allowed"]
+
+
+def _change_row(c: Change) -> list:
+    param = "" if c.param is None else f"{c.param:g}"
+    return [c.model, c.seed, c.evaluation, param, c.statistic, f"{c.reference:.6g}", f"{c.current:.6g}"] + [
+        f"{c.delta:+.3g}",
+        f"{c.tolerance:.3g}",
+    ]
+
+
+def _drift_row(d: Drift) -> list:
+    spread = f"{d.reference_mean:.4g} ± {d.reference_sd:.2g} (k={d.k_reference})"
+    return [d.model, d.column, spread, f"{d.current_mean:.4g} (k={d.k_current})", f"{d.delta:+.3g}", f"{d.allowed:.3g}"]
+
+
+def check_text(name: str, against: Path, result: CheckResult, fixtures_only: bool = False) -> str:
+    """What ``bench check`` prints: the numbers that moved (a table each part), and a verdict
+    line per part."""
+    from tabulate import tabulate
+
+    lines = []
+    moved = [c for c in result.changes if c.delta != 0 or c.status != "ok"]
+    drifted = [d for d in result.drifts if d.delta != 0 or d.status != "ok"]
+    tables = {"changes": (moved, _change_row, CHANGE_HEADERS), "drifts": (drifted, _drift_row, DRIFT_HEADERS)}
+
+    def table(part: str) -> None:
+        items, row, headers = tables[part]
+        if items:
+            lines.append(tabulate([[*row(x), x.status] for x in items], headers=[*headers, "status"]))
+
+    table("changes")
+    bad = [c for c in result.changes if c.status != "ok"]
+    lines.append(
+        f"{name}: evaluation of the committed checkpoints: {len(result.changes)} numbers checked against {against}; "
+        f"{len(moved) - len(bad)} moved within tolerance, {len(bad)} regressions"
+    )
+    table("drifts")
+    bad = [d for d in result.drifts if d.status != "ok"]
+    if fixtures_only:
+        return "\n".join([*lines, f"{name}: training: not checked (--fixtures-only)"])
+    lines.append(
+        f"{name}: training: {len(result.drifts)} columns (mean over seeds) checked against the reference's seed "
+        f"spread; {len(drifted) - len(bad)} moved within what it allows, {len(bad)} regressions"
+    )
+    return "\n".join(lines)

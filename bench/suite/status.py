@@ -12,12 +12,10 @@ from pathlib import Path
 
 import torch
 
-from bench.cards import SuiteCard
 from bench.numerics import training_numerics
-from bench.runtime import resolve_device
+from bench.plan import RunSpec, plan
 from bench.store import ResultStore
 from bench.store.cellfiles import cells_dir
-from bench.suite.runner import run_suite
 from bench.train.trainer import model_dir
 
 
@@ -35,14 +33,14 @@ def lock_holder(lock: Path) -> str | None:
         os.close(fd)
 
 
-def training_states(suite: SuiteCard, workdir: Path, device: str) -> Counter:
-    numerics = training_numerics(resolve_device(device))
+def training_states(run: RunSpec) -> Counter:
+    numerics = training_numerics(run.dev)
     states = Counter()
-    for card in suite.cards:
+    for card in run.suite.cards:
         if card.external:
             continue  # trained elsewhere
-        for seed in suite.seeds:
-            folder = model_dir(workdir, card, seed, numerics)
+        for seed in run.suite.seeds:
+            folder = model_dir(run.workdir, card, seed, numerics)
             if (folder / "model.pt").is_file():
                 states["done"] += 1
             elif lock_holder(folder / ".lock"):
@@ -80,24 +78,25 @@ def slurm_states(workdir: Path) -> list[str]:
     return lines
 
 
-def suite_status(suite: SuiteCard, store: ResultStore, workdir: Path, device: str = "auto") -> list[str]:
-    trainings = training_states(suite, workdir, device)
-    plan = run_suite(suite, store, workdir, device, train_missing=False).cells
-    cells = Counter()
-    for cell in plan:
+def suite_status(run: RunSpec, store: ResultStore) -> list[str]:
+    suite, workdir = run.suite, run.workdir
+    trainings = training_states(run)
+    cells = plan(run, store).cells
+    states = Counter()
+    for cell in cells:
         if cell.key is None:
-            cells["waiting for their model"] += 1
+            states["waiting for their model"] += 1
         elif store.has(cell.key):
-            cells["stored"] += 1
+            states["stored"] += 1
         elif (cells_dir(workdir) / f"{cell.key.digest}.json").is_file():
-            cells["done, not merged (bench merge)"] += 1
+            states["done, not merged (bench merge)"] += 1
         elif (cells_dir(workdir) / f"{cell.key.digest}.running").is_file():
-            cells["running"] += 1
+            states["running"] += 1
         else:
-            cells["missing"] += 1
+            states["missing"] += 1
     total = sum(trainings.values())
     lines = [
         f"{suite.name} v{suite.version}: {total} trainings: " + ", ".join(f"{n} {s}" for s, n in trainings.items()),
-        f"{len(plan)} cells: " + ", ".join(f"{n} {s}" for s, n in cells.items()),
+        f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in states.items()),
     ]
     return lines + slurm_states(workdir)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 from bench.cards import EvalSpec, ModelCard, SubsetSpec, SuiteCard
 from bench.errors import BenchError
 from bench.evals.noise import NoiseParams
+from bench.plan import RunSpec
 from bench.runtime import Progress, Silent
 from bench.stats import mean_sem
 from bench.store import ResultStore
@@ -139,24 +139,16 @@ def choose(table: pd.DataFrame) -> pd.Series | None:
 
 
 def run_sweep(
-    card: ModelCard,
-    alphas: list[float],
-    thresholds: list[float | None],
-    seeds: tuple[int, ...],
-    level: float,
-    images: int,
-    store: ResultStore,
-    workdir: Path,
-    device: str = "auto",
-    data_root: Path | None = None,
-    progress: Callable[[], Progress] = Silent,
-) -> tuple[pd.DataFrame, SuiteCard]:
+    run: RunSpec, store: ResultStore, points: list[SweepPoint], level: float, progress: Progress = Silent()
+) -> tuple[pd.DataFrame, int]:
+    """(the grid's table, how many validation images it was measured on) for ``run``'s suite,
+    built by ``sweep_suite``."""
+    from bench.executors import SerialExecutor
     from bench.report.collect import collect
 
-    suite, points = sweep_suite(card, alphas, thresholds, seeds, level, images)
-    summary = run_suite(suite, store, workdir, device, data_root, progress)
-    data = collect(suite, store, summary.cells)
-    return sweep_table(data.results, suite, points, level), suite, int(data.results["n_images"].max())
+    summary = run_suite(run, store, SerialExecutor(run, progress=progress))
+    data = collect(run.suite, store, summary.cells)
+    return sweep_table(data.results, run.suite, points, level), int(data.results["n_images"].max())
 
 
 def write_sweep(

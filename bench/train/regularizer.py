@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from bench.cards import ModelCard, RegularizerSpec
-from bench.data import load_dataset, train_val_split
-from bench.targets import SimilarityTarget, build_target
+from bench.targets import SimilarityTarget
+from bench.targets.card import card_target
 from bench.train.epoch import PairDraws
 from bench.train.pairs import PairSampler
 from bench.train.similarity import SimilarityHead, similarity_loss
@@ -68,18 +68,6 @@ class NoRegularizer:
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def card_target(card: ModelCard, seed: int, data_root: Path | None = None) -> SimilarityTarget | None:
-    """The target a card's model of one training seed trains on (None for the baseline): never
-    with the card's validation images among its stimuli, and a shuffle control's permutation of
-    its own per training seed."""
-    if card.regularizer_label == "none":
-        return None
-    tr = card.trainer
-    n = len(load_dataset(card.dataset, data_root).train_y)
-    _, val_idx = train_val_split(n, tr.val_fraction, tr.split_seed)
-    return build_target(card.regularizer.target, data_root, training_seed=seed, exclude={card.dataset: val_idx})
 
 
 class PairRegularizer(NoRegularizer):

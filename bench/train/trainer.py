@@ -281,6 +281,33 @@ def train_step(
     return torch.stack([ce.detach(), sim.detach(), acc.detach()])
 
 
+@dataclass
+class Run:
+    """One training's objects, passed between the sections of the loop (airbench-style): setup,
+    resume, epoch, keep-best, export."""
+
+    card: ModelCard
+    seed: int
+    out: Path
+    dev: torch.device
+    numerics: Numerics
+    progress: Progress
+    speed: TrainingSpeed
+    data: TrainingData
+    model: nn.Module
+    reg: NoRegularizer
+    opt: torch.optim.Optimizer
+    data_gen: torch.Generator
+    st: dict | None = None
+
+    @property
+    def state_file(self) -> Path:
+        return self.out / "state.pt"
+
+    def say(self, message: str) -> None:
+        self.progress.log(f"{self.card.name} seed {self.seed}: {message}")
+
+
 def _train_locked(
     card: ModelCard,
     seed: int,
@@ -294,18 +321,58 @@ def _train_locked(
     speed: TrainingSpeed,
 ) -> Path:
     final = out / "model.pt"
-    if final.is_file():
-        try:
-            load_checkpoint(final)
-            return final
-        except CheckpointError as exc:
-            progress.log(
-                f"{card.name} seed {seed}: {exc}; moved to {quarantine(final).name}, exporting it again "
-                "from the training state"
-            )
+    if _exported(final, card, seed, progress):
+        return final
     remove_stale_temporaries(out)
     configure_device(dev, deterministic)
     _note_other_numerics(out, card, seed, numerics, progress)
+    run = _setup(card, seed, out, dev, numerics, data_root, progress, speed)
+    run.st = _resume(run)
+    tr, steps = card.trainer, len(run.data.y) // card.trainer.batch_size
+    clock, first_epoch = Clock(), run.st["epoch"] + 1
+    smoothing = tr.label_smoothing
+    losses = speed.compiled(step_losses if not smoothing else functools.partial(step_losses, label_smoothing=smoothing))
+    progress.start(f"train {card.name} seed {seed}", (tr.epochs - run.st["epoch"]) * steps)
+    with BackgroundSaver() as saver, speed.backends():
+        for epoch in range(run.st["epoch"], tr.epochs):
+            t0 = time.perf_counter()
+            record = _epoch(run, epoch, steps, losses)
+            run.st["seconds"] += time.perf_counter() - t0
+            run.st["history"].append(record)
+            _keep_best(run, record)
+            run.st["epoch"] = epoch + 1
+            if epoch + 1 > first_epoch:  # this process's segment so far, replaced by its longer self
+                run.st["segments"].pop()
+            run.st["segments"].append({**clock.record(), "epochs": [first_epoch, epoch + 1]})
+            save_state(saver, run.state_file, numerics, run.model, run.opt, run.data_gen, run.reg, run.st)
+            progress.log(
+                f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {record['lr']:.4g} ce {record['train_ce']:.3f} "
+                f"sim {record['train_sim']:.3f} val_loss {record['val_loss']:.3f} val_acc {record['val_acc']:.3f}"
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+    export(final, card, seed, run.model, run.data, run.reg, run.st, dev, numerics, speed.compile)
+    return final
+
+
+def _exported(final: Path, card: ModelCard, seed: int, progress: Progress) -> bool:
+    """Whether the model is exported already; a damaged export is set aside, to be exported again
+    from the training state."""
+    if not final.is_file():
+        return False
+    try:
+        load_checkpoint(final)
+        return True
+    except CheckpointError as exc:
+        progress.log(
+            f"{card.name} seed {seed}: {exc}; moved to {quarantine(final).name}, exporting it again "
+            "from the training state"
+        )
+        return False
+
+
+def _setup(card, seed, out, dev, numerics, data_root, progress, speed: TrainingSpeed) -> Run:
+    """Data, network (initialised from the training seed), regularizer and optimizer."""
     tr, data = card.trainer, training_data(card, data_root, dev)
     if len(data.y) < tr.batch_size:
         raise BenchError(
@@ -327,74 +394,62 @@ def _train_locked(
         **speed.optimizer_options(),
     )
     data_gen = torch.Generator().manual_seed(seed)
-    state_file = out / "state.pt"
+    return Run(card, seed, out, dev, numerics, progress, speed, data, model, reg, opt, data_gen)
+
+
+def _resume(run: Run) -> dict:
+    """The training state after the last finished epoch (restored into the run's objects), or a
+    fresh one; a damaged state file is set aside and training starts again."""
     try:
-        st = resume_state(state_file, numerics, model, opt, data_gen, reg)
+        st = resume_state(run.state_file, run.numerics, run.model, run.opt, run.data_gen, run.reg)
     except CheckpointError as exc:  # a damaged state: the objects are untouched, start again
-        progress.log(
-            f"{card.name} seed {seed}: {exc}; moved to {quarantine(state_file).name}, training again from "
-            "the first epoch"
-        )
+        run.say(f"{exc}; moved to {quarantine(run.state_file).name}, training again from the first epoch")
         st = None
     if st is not None:
-        progress.log(f"{card.name} seed {seed}: resuming after epoch {st['epoch']}")
-    st = st or fresh_state()
+        run.say(f"resuming after epoch {st['epoch']}")
+    return st or fresh_state()
 
-    steps = len(data.y) // tr.batch_size
-    clock, first_epoch = Clock(), st["epoch"] + 1
+
+def _epoch(run: Run, epoch: int, steps: int, losses) -> dict:
+    """One epoch of steps at its learning rate, then the validation loss: the epoch's record."""
+    tr, dev, data = run.card.trainer, run.dev, run.data
+    lr = cyclic_step_lr(epoch, tr.lr, tr.lr_decay, tr.lr_step_epochs, tr.lr_cycle_epochs)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    run.model.train()
+    run.reg.train()
+    draws = draw_epoch(len(data.y), steps, tr.batch_size, tr.augment, run.data_gen, run.reg, dev)
+    sums = torch.zeros(3, device=dev)  # ce, sim, correct
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    smoothing = tr.label_smoothing
-    losses = speed.compiled(step_losses if not smoothing else functools.partial(step_losses, label_smoothing=smoothing))
-    progress.start(f"train {card.name} seed {seed}", (tr.epochs - st["epoch"]) * steps)
-    with BackgroundSaver() as saver, speed.backends():
-        for epoch in range(st["epoch"], tr.epochs):
-            t0 = time.perf_counter()
-            lr = cyclic_step_lr(epoch, tr.lr, tr.lr_decay, tr.lr_step_epochs, tr.lr_cycle_epochs)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            model.train()
-            reg.train()
-            draws = draw_epoch(len(data.y), steps, tr.batch_size, tr.augment, data_gen, reg, dev)
-            sums = torch.zeros(3, device=dev)  # ce, sim, correct
-            for b in range(steps):
-                idx, crop, pairs = draws.step(b, tr.batch_size)
-                x, y = data.x[idx], data.y[idx]
-                if crop is not None:
-                    x = crop_flip(x, *crop)
-                x = x.contiguous(memory_format=speed.memory_format)
-                sums += train_step(model, reg, opt, x, y, autocast, pairs, losses)
-                progress.advance()
-            val_loss, val_acc = _validate(model, data.x_val, data.y_val)
-            st["seconds"] += time.perf_counter() - t0
-            means = (sums / max(steps, 1)).tolist()
-            record = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_ce": means[0],
-                "train_sim": means[1],
-                "train_acc": means[2],
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "layer_weights": reg.layer_weights,
-            }
-            st["history"].append(record)
-            if math.isnan(val_loss) or val_loss < st["best_val_loss"]:
-                st["best_val_loss"] = val_loss if not math.isnan(val_loss) else math.inf
-                st["best"] = {
-                    "epoch": epoch + 1,
-                    "model": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
-                    "layer_weights": record["layer_weights"],
-                }
-            st["epoch"] = epoch + 1
-            if epoch + 1 > first_epoch:  # this process's segment so far, replaced by its longer self
-                st["segments"].pop()
-            st["segments"].append({**clock.record(), "epochs": [first_epoch, epoch + 1]})
-            save_state(saver, state_file, numerics, model, opt, data_gen, reg, st)
-            progress.log(
-                f"{card.name} seed {seed} epoch {epoch + 1}/{tr.epochs}: lr {lr:.4g} ce {means[0]:.3f} "
-                f"sim {means[1]:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}"
-            )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1)
-    export(final, card, seed, model, data, reg, st, dev, numerics, speed.compile)
-    return final
+    for b in range(steps):
+        idx, crop, pairs = draws.step(b, tr.batch_size)
+        x, y = data.x[idx], data.y[idx]
+        if crop is not None:
+            x = crop_flip(x, *crop)
+        x = x.contiguous(memory_format=run.speed.memory_format)
+        sums += train_step(run.model, run.reg, run.opt, x, y, autocast, pairs, losses)
+        run.progress.advance()
+    val_loss, val_acc = _validate(run.model, data.x_val, data.y_val)
+    means = (sums / max(steps, 1)).tolist()
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_ce": means[0],
+        "train_sim": means[1],
+        "train_acc": means[2],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "layer_weights": run.reg.layer_weights,
+    }
+
+
+def _keep_best(run: Run, record: dict) -> None:
+    """The best-validation weights so far (NaN validation, an empty split: the latest)."""
+    st, val_loss = run.st, record["val_loss"]
+    if math.isnan(val_loss) or val_loss < st["best_val_loss"]:
+        st["best_val_loss"] = val_loss if not math.isnan(val_loss) else math.inf
+        st["best"] = {
+            "epoch": record["epoch"],
+            "model": copy.deepcopy({k: v.cpu() for k, v in run.model.state_dict().items()}),
+            "layer_weights": record["layer_weights"],
+        }

@@ -9,6 +9,7 @@ import pytest
 
 from bench.cards import load_suite_card
 from bench.executors import make_executor, merged_options
+from bench.plan import RunSpec
 from bench.store import ResultStore
 from bench.suite import run_suite
 
@@ -21,8 +22,12 @@ def test_bench_quick_suite_phases(benchmark, tmp_path):
 
     def run():
         with ResultStore(workdir / "results.sqlite") as store:
-            executor = make_executor(merged_options(suite), suite, workdir, "cpu", None, False)
-            return run_suite(suite, store, workdir, "cpu", executor=executor)
+            run = RunSpec(suite, workdir, store.path, "cpu")
+            executor = make_executor(merged_options(suite), run)
+            try:
+                return run_suite(run, store, executor)
+            finally:
+                executor.close()
 
     summary = benchmark.pedantic(run, rounds=1)
     assert summary.evaluated == len(summary.cells) and len(summary.trained) == len(suite.models) * len(suite.seeds)
