@@ -153,7 +153,8 @@ def test_html_page_renders_in_headless_chromium(reported, tmp_path):
     assert pngs >= 6 and f'data-images-loaded="{pngs}"' in dom, dom[:500]
     assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 6
     assert "Paired comparisons" in dom and "tiny-shuffle" in dom
-    for view in ("clean_vs_robust.png", "Worst-class accuracy", "Error consistency"):
+    views = ("clean_vs_robust.png", "gallery.png", "noise_examples.png", "Worst-class accuracy", "Error consistency")
+    for view in views:
         assert view in dom
     assert "forest.png" not in dom  # two seeds give no interval: the forest plot draws none
     console = [line for line in log.splitlines() if ":CONSOLE" in line or "Uncaught" in line]

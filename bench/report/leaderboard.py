@@ -19,7 +19,7 @@ from bench.errors import BenchError
 from bench.evals.reporting import ReportSpec
 from bench.io import ensure_writable_folder, recover_folder, replace_folder
 from bench.plan import Plan, report_specs
-from bench.report import analyses, exports, plots, render, views
+from bench.report import analyses, exports, gallery, plots, render, views
 from bench.report.bundle import write_bundle
 from bench.report.collect import SuiteResults, collect
 from bench.report.escape import csv_safe
@@ -50,6 +50,7 @@ class Leaderboard:
     endpoints: list[EndpointResult] = field(default_factory=list)  # the card's primary endpoints, evaluated
     registration: list[str] = field(default_factory=list)  # whether they were committed before training
     best: pd.DataFrame = field(default_factory=pd.DataFrame)  # probability of being best per column
+    plan: Plan | None = None  # where the checkpoints are: pictures of images and networks (none from a folder)
 
     suite = property(lambda self: self.data.suite)
     results = property(lambda self: self.data.results)
@@ -71,7 +72,9 @@ def inference_of(suite: SuiteCard) -> Inference:
 
 def build_leaderboard(plan: Plan, store: ResultStore) -> Leaderboard:
     suite = plan.run.suite
-    return leaderboard_of(collect(suite, store, plan.cells, plan.labels, plan.num_classes), report_specs(suite))
+    board = leaderboard_of(collect(suite, store, plan.cells, plan.labels, plan.num_classes), report_specs(suite))
+    board.plan = plan
+    return board
 
 
 def leaderboard_of(
@@ -147,6 +150,8 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
     figures.update(views.pooled_heatmaps(board.results, board.specs, models, tmp))
     if views.forest_plot(board.deltas, tmp / "forest.png"):
         figures["forest.png"] = tmp / "forest.png"
+    if board.plan is not None:
+        figures.update(gallery.pictures(board.plan, tmp))
     if plots.layer_weights(board.trainings, tmp / "layer_weights.png"):
         figures["layer_weights.png"] = tmp / "layer_weights.png"
     (tmp / "leaderboard.md").write_text(render.markdown(board, list(figures)))
