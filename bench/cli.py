@@ -266,7 +266,7 @@ def analyze(
     if published.is_file() and how.method == inference_of(data.suite).method:
         say(reproduction(pd.read_csv(published), board.deltas))
     if write:
-        board = dataclasses.replace(board)  # the folder's own data, rendered as bench report would
+        board = dataclasses.replace(board, pictures_from=folder)  # the folder's own data (and pictures)
         dest = publish(board, folder)
         _print_board(board, dest)
     else:

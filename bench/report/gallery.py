@@ -16,6 +16,7 @@ from bench.plan import Plan, perturbation_seed, suite_evaluations
 from bench.report.plots import _plt, _save
 
 IMAGES = 3  # per model
+NAMES = ("gallery.png", "noise_examples.png")
 
 
 def _show(ax, img: torch.Tensor, title: str = "", diverging: bool = False) -> None:
@@ -119,7 +120,7 @@ def noise_strip(plan: Plan, path: Path) -> bool:
 def pictures(plan: Plan, folder: Path) -> dict[str, Path]:
     """The pictures that need images or networks: written into ``folder``, named as figures."""
     out = {}
-    for name, draw in (("gallery.png", adversarial_gallery), ("noise_examples.png", noise_strip)):
+    for name, draw in zip(NAMES, (adversarial_gallery, noise_strip)):
         if draw(plan, folder / name):
             out[name] = folder / name
     return out

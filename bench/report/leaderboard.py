@@ -51,6 +51,7 @@ class Leaderboard:
     registration: list[str] = field(default_factory=list)  # whether they were committed before training
     best: pd.DataFrame = field(default_factory=pd.DataFrame)  # probability of being best per column
     plan: Plan | None = None  # where the checkpoints are: pictures of images and networks (none from a folder)
+    pictures_from: Path | None = None  # re-rendered from a report folder: its pictures are kept as they were
 
     suite = property(lambda self: self.data.suite)
     results = property(lambda self: self.data.results)
@@ -152,6 +153,11 @@ def _write_all(board: Leaderboard, tmp: Path) -> None:
         figures["forest.png"] = tmp / "forest.png"
     if board.plan is not None:
         figures.update(gallery.pictures(board.plan, tmp))
+    elif board.pictures_from is not None:
+        for name in gallery.NAMES:
+            if (board.pictures_from / name).is_file():
+                shutil.copy2(board.pictures_from / name, tmp / name)
+                figures[name] = tmp / name
     if plots.layer_weights(board.trainings, tmp / "layer_weights.png"):
         figures["layer_weights.png"] = tmp / "layer_weights.png"
     (tmp / "leaderboard.md").write_text(render.markdown(board, list(figures)))
