@@ -67,6 +67,11 @@ class Cell:
     spec_index: int = 0  # position of its evaluation in the suite's (clean first)
     key: CellKey | None = None  # known once the checkpoints it reads exist
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The models whose checkpoints the cell reads: its own, and any sources (transfer)."""
+        return (self.card.name, *self.evaluation.sources())
+
 
 Checkpoints = dict[tuple[str, int], tuple[Path | None, str]]  # (model, seed) -> (file, checkpoint hash)
 
@@ -141,7 +146,7 @@ def plan(
         if store.has(cell.key):
             stored += 1
         elif (only is None or cell.card.name in only) and all(
-            checkpoints[(name, cell.seed)][0] is not None for name in (cell.card.name, *cell.evaluation.sources())
+            checkpoints[(name, cell.seed)][0] is not None for name in cell.reads
         ):
             pending.append(cell)
     return Plan(run, seeds, cells, checkpoints, missing, pending, subsets, stored, ds.num_classes)
@@ -220,10 +225,9 @@ def cell_key(
 ) -> CellKey | None:
     """Keyed by the checkpoint evaluated and those of any source models it reads (transfer);
     None while one of them is unknown."""
-    names = (cell.card.name, *cell.evaluation.sources())
-    if any((name, cell.seed) not in checkpoints for name in names):
+    if any((name, cell.seed) not in checkpoints for name in cell.reads):
         return None
-    hashes = [checkpoints[(name, cell.seed)][1] for name in names]
+    hashes = [checkpoints[(name, cell.seed)][1] for name in cell.reads]
     return CellKey(
         suite.name,
         suite.version,

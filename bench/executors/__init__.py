@@ -71,10 +71,7 @@ class Executor:
             self.progress.advance()
 
         self.progress.start(f"evaluate {suite.name} ({self.name})", len(pending))
-        jobs = [
-            (c, {(n, c.seed): plan.checkpoints[(n, c.seed)] for n in (c.card.name, *c.evaluation.sources())})
-            for c in pending
-        ]
+        jobs = [(c, {(n, c.seed): plan.checkpoints[(n, c.seed)] for n in c.reads}) for c in pending]
         self._map("cell", cell_job, jobs, merge)
         return merged
 
