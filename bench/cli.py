@@ -425,7 +425,7 @@ def check_fixtures(
     spec = RunSpec(card, workdir, store, "cpu", data_root)
     with _open_store(workdir, store, create=not no_run) as db, _display() as display:
         err.print(f"evaluating the committed checkpoints in portable numerics ({card.check.portable}, one thread)")
-        rows = fixture_numbers(spec, db, pinned, RichProgress(display), not no_run)
+        rows = fixture_numbers(spec, db, pinned, RichProgress(display), not no_run).result()
     atomic_write_text(out, json.dumps(rows.to_dict("records")))  # Infinity and NaN kept (pandas' JSON drops them)
 
 

@@ -193,7 +193,7 @@ def evaluation(ctx: Context, phase: Phase) -> None:
 
     suite = load_suite_card("ci")
     with ResultStore(ctx.workdir / "evaluation.sqlite") as db:
-        changes = fixture_changes(RunSpec(suite, ctx.workdir, db.path, str(ctx.dev)), db, CI_REFERENCE)
+        changes = fixture_changes(RunSpec(suite, ctx.workdir, db.path, str(ctx.dev)), db, CI_REFERENCE).result()
     moved = [c for c in changes if c.delta != 0]
     phase.figures.update(
         numbers=len(changes), moved=len(moved), beyond_tolerance=sum(c.status != "ok" for c in changes)

@@ -254,3 +254,36 @@ def test_cell_files_round_trip_and_merging_is_idempotent(root, serial, tmp_path)
         assert all(
             (a == b).all() for a, b in zip(target.cell_examples(digest).values(), source.cell_examples(digest).values())
         )
+
+
+def test_local_workers_end_with_their_driver(tmp_path):
+    """A killed driver leaves no worker computing for nobody: the pool's workers watch it."""
+    driver = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from bench.executors.local import _exit_with
+
+def job():
+    print(os.getpid(), flush=True)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with,
+                               initargs=(os.getpid(),))
+    pool.submit(job)
+    time.sleep(120)
+"""
+    (tmp_path / "driver.py").write_text(driver)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its driver by 10 s")

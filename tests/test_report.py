@@ -13,14 +13,32 @@ from conftest import TINY_SUITE, enter, run_cli, write_card_root
 
 pytestmark = pytest.mark.slow
 
+# what the pictures of corruptions and similarity matrices are drawn from
+EXTRA_EVALUATIONS = """
+[[evaluations]]
+kind = "corruptions"
+corruptions = ["gaussian_noise", "fog"]
+severities = [1, 5]
+
+[[evaluations]]
+kind = "similarity"
+target = "tiny-pixel"
+"""
+
 
 @pytest.fixture(scope="module")
 def _suite_root(tmp_path_factory):
     """Three models x two seeds, trained and reported once for the whole module."""
-    suite = TINY_SUITE.replace(
-        'models = ["tiny-none", "tiny-pixel"]', 'models = ["tiny-none", "tiny-shuffle", "tiny-pixel"]'
+    suite = (
+        TINY_SUITE.replace(
+            'models = ["tiny-none", "tiny-pixel"]',
+            'models = ["tiny-none", "tiny-shuffle", "tiny-pixel"]',
+        )
+        + EXTRA_EVALUATIONS
     )
     root = write_card_root(tmp_path_factory.mktemp("report"), suite.replace("seeds = [0]", "seeds = [0, 1]"))
+    with open(root / "models" / "tiny-pixel.toml", "a") as card:  # its target's table comes last
+        card.write("heldout = 16\n")  # stimuli the similarity column (and its matrices) are measured on
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCH_NO_DOWNLOAD", "1")
         enter(root, mp)
@@ -153,7 +171,8 @@ def test_html_page_renders_in_headless_chromium(reported, tmp_path):
     assert pngs >= 6 and f'data-images-loaded="{pngs}"' in dom, dom[:500]
     assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 6
     assert "Paired comparisons" in dom and "tiny-shuffle" in dom
-    views = ("clean_vs_robust.png", "gallery.png", "noise_examples.png", "Worst-class accuracy", "Error consistency")
+    views = ("clean_vs_robust.png", "gallery.png", "noise_examples.png", "corruption_examples.png")
+    views += ("similarity_matrices.png", "Worst-class accuracy", "Error consistency")
     for view in views:
         assert view in dom
     assert "forest.png" not in dom  # two seeds give no interval: the forest plot draws none

@@ -6,14 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
-from torchvision.transforms.v2 import functional as TF
 
 from bench.data.base import DATASETS, ImageDataset, download_root, downloads_allowed, search_roots
 from bench.errors import DataNotFound
 
 
-def _load(cls: type, name: str, folder: str, data_root: Path | None, gray: bool) -> ImageDataset:
+def _load(cls_name: str, name: str, folder: str, data_root: Path | None, gray: bool) -> ImageDataset:
+    """torchvision is imported here, not with the package: it costs every process that never
+    reads CIFAR (a worker, the CLI) about 2 s of start-up."""
+    import torchvision
+    from torchvision.transforms.v2 import functional as TF
+
+    cls = getattr(torchvision.datasets, cls_name)
     roots = search_roots(data_root)
     for root in roots:
         if (root / folder).is_dir():
@@ -56,19 +60,19 @@ def _load(cls: type, name: str, folder: str, data_root: Path | None, gray: bool)
 
 @DATASETS.register("cifar10-gray")
 def load_cifar10_gray(data_root: Path | None) -> ImageDataset:
-    return _load(torchvision.datasets.CIFAR10, "cifar10-gray", "cifar-10-batches-py", data_root, gray=True)
+    return _load("CIFAR10", "cifar10-gray", "cifar-10-batches-py", data_root, gray=True)
 
 
 @DATASETS.register("cifar100-gray")
 def load_cifar100_gray(data_root: Path | None) -> ImageDataset:
-    return _load(torchvision.datasets.CIFAR100, "cifar100-gray", "cifar-100-python", data_root, gray=True)
+    return _load("CIFAR100", "cifar100-gray", "cifar-100-python", data_root, gray=True)
 
 
 @DATASETS.register("cifar10")
 def load_cifar10(data_root: Path | None) -> ImageDataset:
-    return _load(torchvision.datasets.CIFAR10, "cifar10", "cifar-10-batches-py", data_root, gray=False)
+    return _load("CIFAR10", "cifar10", "cifar-10-batches-py", data_root, gray=False)
 
 
 @DATASETS.register("cifar100")
 def load_cifar100(data_root: Path | None) -> ImageDataset:
-    return _load(torchvision.datasets.CIFAR100, "cifar100", "cifar-100-python", data_root, gray=False)
+    return _load("CIFAR100", "cifar100", "cifar-100-python", data_root, gray=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from pydantic import ConfigDict, Field
@@ -16,8 +16,15 @@ from pydantic import ConfigDict, Field
 from bench.evals import sanity
 from bench.evals.attacks import Epsilon, Epsilons, MaxImages, Norm, check_epsilons, distances, foolbox
 from bench.evals.base import EpsilonCurveEvaluation, EvalContext, EvalOutput, Metric, forked_rng, predict
+from bench.evals.image_rng import ImageRNG
 
 CLEAN_ERRORS = "clean errors count as failures (Foolbox semantics): robust accuracy <= clean accuracy"
+
+
+NESTED = (
+    "nested: each epsilon attacks only the images no smaller one broke (an adversarial within a smaller "
+    "ball counts at every larger one); per-image random starts"
+)
 
 
 def _batches(n: int, size: int):
@@ -38,9 +45,17 @@ class PGDParams:
     # L-inf, half the box diagonal in L2; 0 = no probe
     sanity_epsilon: Epsilon | None = None
     sanity_limit: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # independent: every image attacked at every epsilon, random starts from one seeded draw per
+    # batch (as Foolbox draws them). nested: an epsilon attacks only the images no smaller one
+    # broke (an adversarial within a smaller ball lies within every larger one, so it counts there
+    # too), each image's random start from its own generator; the same or lower robust accuracy
+    # at a fraction of the attacks, monotone by construction
+    schedule: Literal["independent", "nested"] = "independent"
 
     def __post_init__(self):
         check_epsilons(self.norm, self.epsilons + ((self.sanity_epsilon,) if self.sanity_epsilon else ()))
+        if self.schedule == "nested" and list(self.epsilons) != sorted(self.epsilons):
+            raise ValueError("schedule 'nested' attacks the epsilons in increasing order: list them so")
 
 
 def sanity_epsilon(value: float | None, norm: Norm, x: torch.Tensor) -> float:
@@ -49,18 +64,53 @@ def sanity_epsilon(value: float | None, norm: Norm, x: torch.Tensor) -> float:
     return 0.5 if norm == "linf" else 0.5 * float(x[0].numel()) ** 0.5
 
 
-def pgd_attack(norm: Norm, steps: int, rel_stepsize: float, random_start: bool):
+def pgd_attack(norm: Norm, steps: int, rel_stepsize: float, random_start: bool, per_image_starts: bool = False):
     fb = foolbox()
     cls = fb.attacks.LinfPGD if norm == "linf" else fb.attacks.L2PGD
+    if per_image_starts:
+        cls = type(cls.__name__, (PerImageStart, cls), {"norm": norm})
     return cls(steps=steps, rel_stepsize=rel_stepsize, random_start=random_start)
 
 
+class PerImageStart:
+    """A Foolbox PGD whose random start for each image comes from that image's own generator
+    (``starts``, set per batch): an image's start then does not depend on which other images are
+    attacked with it, so attacking only some of them leaves the others' results unchanged."""
+
+    norm: Norm
+    starts: ImageRNG | None = None
+
+    def get_random_start(self, x0, epsilon: float):
+        import eagerpy as ep
+
+        raw = x0.raw
+        if self.starts is None or len(self.starts) != len(raw):
+            raise RuntimeError("per-image random starts were not set for this batch")
+        n = raw[0].numel()
+        if self.norm == "linf":
+            delta = self.starts.uniform(-epsilon, epsilon, n)
+        else:  # uniform in the L2 ball (Voelker et al. 2017): a normal in n + 2 dimensions, normalised, cut to n
+            g = self.starts.randn(n + 2)
+            delta = epsilon * (g / g.norm(dim=1, keepdim=True))[:, :n]
+        return x0 + ep.astensor(delta.reshape(raw.shape).to(raw.device, raw.dtype))
+
+
 def attack_at(
-    attack, fmodel, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm, seed: int, ctx: EvalContext, name: str
+    attack,
+    fmodel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: Norm,
+    seed: int,
+    ctx: EvalContext,
+    name: str,
+    ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adversarials at one epsilon, batch by batch, checked to lie within it. Foolbox takes no
     seed: its random start draws from torch's global RNG, so a forked copy is seeded and the
-    caller's RNG stays untouched."""
+    caller's RNG stays untouched. With ``ids`` (test-set indices of the rows of ``x``) an attack
+    made by ``pgd_attack(per_image_starts=True)`` draws each image's start from its own generator."""
     if eps == 0:  # the only image within epsilon 0 is the image itself
         ctx.progress.advance(len(y))
         return x.cpu().clone()
@@ -68,6 +118,8 @@ def attack_at(
     with forked_rng(ctx, seed):
         for sl in _batches(len(y), ctx.batch_size):
             xb, yb = x[sl].to(ctx.device), y[sl].to(ctx.device)
+            if ids is not None:
+                attack.starts = ImageRNG.for_images(seed, ids[sl])
             _, clipped, _ = attack(fmodel, xb, yb, epsilons=[eps])
             adv = clipped[0].detach()
             if not bool((distances(xb, adv, norm) <= eps * (1 + 1e-5) + 1e-7).all()):
@@ -92,27 +144,62 @@ class PGD(EpsilonCurveEvaluation):
         return {"pgd": (sum(e > 0 for e in p.epsilons) + (p.sanity_epsilon != 0)) * p.steps}
 
     def notes(self):
-        return {"attack": f"foolbox {type(self._attack()).__name__}", "semantics": CLEAN_ERRORS}
+        notes = {"attack": f"foolbox {type(self._attack()).__name__}", "semantics": CLEAN_ERRORS}
+        if self.params.schedule == "nested":
+            notes["schedule"] = NESTED
+        return notes
 
     def _attack(self):
         p = self.params
-        return pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start)
+        return pgd_attack(p.norm, p.steps, p.rel_stepsize, p.random_start, per_image_starts=p.schedule == "nested")
 
     @contextlib.contextmanager
     def session(self, model, x, y, ctx: EvalContext):
-        yield self._attack(), foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
+        fmodel = foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
+        alive = ctx.clean_correct(model, x, y).clone() if self.params.schedule == "nested" else None
+        yield _Session(self._attack(), fmodel, alive)
 
-    def at(self, eps, state, model, x, y, ctx: EvalContext):
-        attack, fmodel = state
-        adv = attack_at(attack, fmodel, x, y, eps, self.params.norm, self.point_seed(ctx, eps), ctx, self.metric.label)
-        return predict(model, adv, ctx) == y
+    def _attack_rows(self, state: _Session, rows, eps: float, seed: int, model, x, y, ctx: EvalContext):
+        """Per-image correctness of ``rows`` after an attack at ``eps``."""
+        ids = ctx.image_ids(x)[rows] if state.alive is not None else None
+        adv = attack_at(
+            state.attack, state.fmodel, x[rows], y[rows], eps, self.params.norm, seed, ctx, self.metric.label, ids
+        )
+        return predict(model, adv, ctx) == y[rows]
 
-    def finish(self, state, model, x, y, ctx: EvalContext, out: EvalOutput) -> None:
+    def _nested(self, state: _Session, eps: float, seed: int, model, x, y, ctx: EvalContext) -> torch.Tensor:
+        """Attack the images still standing; the others stay broken (their adversarial is within eps)."""
+        rows = state.alive.nonzero().flatten()
+        ctx.progress.advance(len(y) - len(rows))
+        if eps > 0 and len(rows):
+            state.alive[rows] = self._attack_rows(state, rows, eps, seed, model, x, y, ctx)
+        else:
+            ctx.progress.advance(len(rows))
+        return state.alive.clone()
+
+    def at(self, eps, state: _Session, model, x, y, ctx: EvalContext):
+        seed = self.point_seed(ctx, eps)
+        if state.alive is not None:
+            return self._nested(state, eps, seed, model, x, y, ctx)
+        return self._attack_rows(state, slice(None), eps, seed, model, x, y, ctx)
+
+    def finish(self, state: _Session, model, x, y, ctx: EvalContext, out: EvalOutput) -> None:
         """The large-epsilon probe: accuracy near zero there, else gradient masking is suspected."""
-        (attack, fmodel), p, name = state, self.params, self.metric.label
+        p, name = self.params, self.metric.label
         big = sanity_epsilon(p.sanity_epsilon, p.norm, x)
         if big > 0:
-            adv = attack_at(attack, fmodel, x, y, big, p.norm, self.point_seed(ctx, ("sanity", big)), ctx, name)
-            acc = (predict(model, adv, ctx) == y).double().mean().item()
+            seed = self.point_seed(ctx, ("sanity", big))
+            if state.alive is not None and big >= max(p.epsilons):
+                correct = self._nested(state, big, seed, model, x, y, ctx)
+            else:
+                correct = self._attack_rows(state, slice(None), big, seed, model, x, y, ctx)
+            acc = correct.double().mean().item()
             out.metrics.append(Metric(self.metric, big, "sanity probe accuracy", acc))
             out.flags += sanity.near_zero_flag(name, big, acc, p.sanity_limit)
+
+
+@dataclass
+class _Session:
+    attack: object
+    fmodel: object
+    alive: torch.Tensor | None  # nested schedule: the images no epsilon so far has broken (clean errors never stand)

@@ -4,6 +4,9 @@ a machine with cores to spare. Each worker runs one torch thread unless told oth
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from bench.errors import BenchError
@@ -22,7 +25,9 @@ class LocalExecutor(Executor):
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.options.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.options.workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def close(self) -> None:
@@ -50,3 +55,16 @@ class LocalExecutor(Executor):
                 f"{len(errors)} of {len(args)} {kind} jobs failed (finished ones are kept; run the same "
                 f"command again to resume); first: {errors[0]}"
             )
+
+
+def _exit_with(parent: int) -> None:
+    """A worker whose driver was killed (SIGKILL, a CI's end) stops within a second instead of
+    finishing its job for nobody: what it finished is on disk (checkpoints per epoch, cell files),
+    and the next run resumes from there."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()

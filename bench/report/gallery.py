@@ -1,9 +1,11 @@
-"""Pictures of what the models saw, made at report time from the checkpoints a plan names (the
-store keeps numbers, not images): for each model's first training seed, a few evaluation images,
-their minimal L2 adversarials (Foolbox FMN, verified to change the prediction) and the
-perturbations, and the first image under each noise level the suite evaluates, drawn with the
-evaluation's own per-image generator (exactly what every model saw). Skipped without checkpoint
-files (a report rendered from a folder) or for outside models."""
+"""Pictures of what the models saw and learned, made at report time from the checkpoints a plan
+names (the store keeps numbers, not images): for each model's first training seed, a few
+evaluation images, their minimal L2 adversarials (Foolbox FMN, verified to change the prediction)
+and the perturbations; the first evaluation image under each noise level and each corruption and
+severity the suite evaluates, drawn with the evaluation's own per-image generator (exactly what
+every model saw); and the similarity matrices behind the brain-similarity column: the targets
+(the shuffled control's included) and each model's, on held-out stimuli. Skipped without
+checkpoint files (a report rendered from a folder) or for outside models."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from bench.plan import Plan, perturbation_seed, suite_evaluations
 from bench.report.plots import _plt, _save
 
 IMAGES = 3  # per model
-NAMES = ("gallery.png", "noise_examples.png")
+NAMES = ("gallery.png", "noise_examples.png", "corruption_examples.png", "similarity_matrices.png")
 
 
 def _show(ax, img: torch.Tensor, title: str = "", diverging: bool = False) -> None:
@@ -117,10 +119,136 @@ def noise_strip(plan: Plan, path: Path) -> bool:
     return True
 
 
+def corruption_strip(plan: Plan, path: Path) -> bool:
+    run = plan.run
+    specs = [s for s in suite_evaluations(run.suite) if s.kind == "corruptions"]
+    if not specs or not plan.subsets:
+        return False
+    from bench.evals.base import EvalContext
+    from bench.evals.corruptions import Corruptions, corrupt, find_files, read_corrupted  # torchvision: seconds
+    from bench.evals.image_rng import ImageRNG
+
+    p = specs[0].params
+    sub = plan.subsets[max(plan.subsets)]
+    x, y, ids = sub.x[:1], sub.y[:1], sub.indices[:1]
+    ctx = EvalContext(run.dev, perturbation_seed(run.suite), indices=ids)
+    ev = Corruptions(p)
+    folder = None if p.source == "generate" else find_files(run.suite.dataset, run.data_root)
+    plt = _plt()
+    cols = 1 + len(p.severities)
+    fig, axes = plt.subplots(len(p.corruptions), cols, figsize=(1.0 * cols, 1.1 * len(p.corruptions)), squeeze=False)
+    for row, name in enumerate(p.corruptions):
+        _show(axes[row, 0], x[0], name.replace("_", " "))
+        for k, severity in enumerate(p.severities):
+            if folder is not None:
+                xc = read_corrupted(folder, name, severity, ids, y, gray=x.shape[1] == 1)
+            else:
+                xc = corrupt(x, name, severity, ImageRNG.for_images(ev.point_seed(ctx, [name, severity]), ids))
+            _show(axes[row, k + 1], xc[0], f"severity {severity}")
+    source = f"files {folder.name}" if folder is not None else "generated"
+    fig.suptitle(f"{run.suite.name}: the first evaluation image under each corruption ({source})", fontsize=8)
+    _save(fig, path)
+    return True
+
+
+def _similarity_matrix(target, held: torch.Tensor) -> np.ndarray:
+    i, j = torch.meshgrid(held, held, indexing="ij")
+    return target.lookup(i.flatten(), j.flatten()).reshape(len(held), len(held)).double().numpy()
+
+
+def _model_matrix(model, weights: list[float], images: torch.Tensor) -> np.ndarray:
+    """The model's similarity as the similarity column measures it: centred cosine per tap, mixed
+    by its learned layer weights (uniform without)."""
+    from bench.targets.base import unit_rows
+
+    with torch.no_grad():
+        feats = [unit_rows(f.cpu().flatten(1)).double() for f in model.features(images)]
+    w = weights or [1 / len(feats)] * len(feats)
+    return sum(wk * (v @ v.T) for wk, v in zip(w, feats)).numpy()
+
+
+def _cluster_order(m: np.ndarray) -> np.ndarray:
+    """Stimuli ordered by average-linkage clustering of a matrix, so its blocks show."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    d = np.clip(1 - m, 0, None)
+    np.fill_diagonal(d, 0)
+    return leaves_list(linkage(squareform((d + d.T) / 2, checks=False), "average"))
+
+
+def similarity_matrices(plan: Plan, path: Path, most: int = 120) -> bool:
+    """Top row: the suite's reference target (a similarity evaluation's named target) and every
+    other training target of the suite, each on its own held-out stimuli. Bottom row: each model's
+    similarity (first seed) on the reference's held-out stimuli, with its Pearson r to it. One
+    stimulus order per matrix pair (the reference's clustering), at most ``most`` stimuli shown."""
+    from bench.compute import evaluated_model
+    from bench.evals.similarity import correlation
+    from bench.targets.card import card_target
+    from bench.train.checkpoint import load_checkpoint
+
+    run = plan.run
+    named = [s.params.target for s in suite_evaluations(run.suite) if s.kind == "similarity" and s.params.target]
+    cards = {c.name: c for c in run.suite.cards if not c.external}
+    seed = run.suite.seeds[0]
+    if not named or named[0] not in cards or any((n, seed) not in plan.checkpoints for n in cards):
+        return False
+    targets = {n: card_target(c, seed, run.data_root) for n, c in cards.items()}
+    reference = targets[named[0]]
+    if reference is None:
+        return False
+    held = reference.heldout_indices()
+    ref = _similarity_matrix(reference, held)  # r over all of them, as the similarity column
+    shown = min(most, len(held))
+    order = _cluster_order(ref[:shown, :shown])
+    others = [(n, t) for n, t in targets.items() if t is not None and n != named[0] and len(t.heldout_indices()) >= 3]
+    if len(held) < 3:
+        return False
+    tops = [(named[0], reference), *others]  # a target without held-out stimuli has none to show
+    plt = _plt()
+    cols = max(len(tops), len(cards))
+    fig, axes = plt.subplots(2, cols, figsize=(2.1 * cols, 4.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+
+    def show(ax, m, title):
+        lim = float(np.abs(m[~np.eye(len(m), dtype=bool)]).max()) or 1.0
+        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(title, fontsize=6)
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    for k, (name, target) in enumerate(tops):
+        m = ref if k == 0 else _similarity_matrix(target, target.heldout_indices()[:shown])
+        o = order if k == 0 else _cluster_order(m)
+        kind = target.description.get("kind", "") + (
+            f", {target.description['shuffle']}" if "shuffle" in target.description else ""
+        )
+        m = m[:shown, :shown]
+        show(axes[0, k], m[np.ix_(o, o)], f"target of {name}\n({kind}{', reference' if k == 0 else ''})")
+    images = reference.images[held].to(run.dev)
+    iu = np.triu_indices(len(held), 1)
+    for k, (name, card) in enumerate(cards.items()):
+        ckpt = plan.checkpoints[(name, seed)][0]
+        weights = load_checkpoint(ckpt)["layer_weights"]
+        m = _model_matrix(evaluated_model(card, ckpt, run.dev), weights, images)
+        r = correlation(m[iu], ref[iu])
+        show(axes[1, k], m[:shown, :shown][np.ix_(order, order)], f"{name} (seed {seed})\nr = {r:.2f}")
+    fig.suptitle(
+        f"{run.suite.name}: similarity matrices on held-out stimuli (centred cosine). Top: the targets, each on its "
+        f"own held-out stimuli.\nBottom: the models on the reference's ({shown} of {len(held)} shown, in its "
+        "clustering order; r with the reference over all of them).",
+        fontsize=7,
+    )
+    _save(fig, path)
+    return True
+
+
 def pictures(plan: Plan, folder: Path) -> dict[str, Path]:
     """The pictures that need images or networks: written into ``folder``, named as figures."""
     out = {}
-    for name, draw in zip(NAMES, (adversarial_gallery, noise_strip)):
+    for name, draw in zip(NAMES, (adversarial_gallery, noise_strip, corruption_strip, similarity_matrices)):
         if draw(plan, folder / name):
             out[name] = folder / name
     return out

@@ -341,16 +341,26 @@ def paired_deltas(
     (model, reference, evaluation, param, summary) of the card's endpoints, outside the families."""
     kinds = contrast_kinds(specs, results)
     rows = []
+    own = dict(tuple(results.groupby("model", sort=False)))  # each model's rows, filtered once
+    memo: dict[tuple, np.ndarray | None] = {}  # a model's numbers serve every pair it is in
+
+    def values(fn, data, name, seeds, kind):
+        key = (fn, name, tuple(seeds), kind)
+        if key not in memo:
+            memo[key] = fn(*data, name, seeds, kind)
+        return memo[key]
+
     for model, ref in pairs:
         seeds = common_seeds(results, model, ref)
         if not seeds:
             continue
+        mine, theirs = own[model], own[ref]
         for kind in kinds:
-            a, b = seed_values(results, model, seeds, kind), seed_values(results, ref, seeds, kind)
+            a, b = values(seed_values, (mine,), model, seeds, kind), values(seed_values, (theirs,), ref, seeds, kind)
             if a is None or b is None:
                 continue
-            a_img = image_values(examples, results, model, seeds, kind)
-            b_img = image_values(examples, results, ref, seeds, kind)
+            a_img = values(image_values, (examples, mine), model, seeds, kind)
+            b_img = values(image_values, (examples, theirs), ref, seeds, kind)
             ci = contrast_interval(seed_differences(a, b, kind.statistic), a_img, b_img, kind, how)
             row = _row(model, ref, kind, ci, None if a_img is None else a_img.shape[1], how)
             if (model, ref, kind.metric.label, kind.param, kind.summary) in primary:

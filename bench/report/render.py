@@ -4,7 +4,7 @@ and a self-contained HTML page (tables and plots inline, no network)."""
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import json
 from pathlib import Path
 
@@ -245,94 +245,57 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 .flag{color:#8a5a00}.note{color:#555;font-size:13px}code{background:#f6f6f6;padding:0 3px}"""
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, escape=True, border=0) if len(df) else "<p>(none)</p>"
+@functools.cache
+def _templates():
+    """Autoescaping on: every text a template prints is escaped unless it is markup we made
+    (pandas' tables, with their cells escaped, passed as Markup)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("bench.report", "templates"),
+        autoescape=jinja2.select_autoescape(("html.j2",)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _table_html(df: pd.DataFrame):
+    from markupsafe import Markup
+
+    return Markup(df.to_html(index=False, escape=True, border=0) if len(df) else "<p>(none)</p>")
 
 
 def html_page(board, plots: dict[str, Path]) -> str:
-    """Self-contained: CSS and PNGs are inline. A small script records, after load, how many
-    images decoded, so a headless browser can check the page rendered."""
-    s = board.suite
-    e = html.escape
-    imgs = "".join(
-        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
-        f"<figcaption>{e(name)}</figcaption></figure>"
-        for name, path in plots.items()
-    )
-    flags = "".join(f'<li class="flag">{e(f)}</li>' for f in board.flags) or "<li>none raised</li>"
-    evals = "".join(f"<li>{e(line)}</li>" for line in evaluation_lines(board))
-    weights = (
-        pd.DataFrame(layer_weight_rows(board.trainings), columns=weight_headers(board.trainings))
-        if not board.trainings.empty
-        else pd.DataFrame()
-    )
-    prov = (
-        pd.DataFrame(provenance_rows(board.trainings), columns=PROVENANCE_HEADERS)
-        if not board.trainings.empty
-        else pd.DataFrame()
-    )
-    endpoints = (
-        "<h2>Primary endpoints</h2><ul>"
-        + "".join(f"<li>{e(x.line(strong=''))}</li>" for x in board.endpoints)
-        + "</ul>"
-        + "".join(f"<p class='note'>{e(n)}</p>" for n in endpoint_notes(board))
-        if board.endpoints
-        else ""
-    )
-    best = (
-        f"<h2>Probability of being best</h2><p class='note'>{e(BEST_NOTE)}</p>{_table_html(board.best)}"
-        if len(board.best)
-        else ""
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(s.name)} leaderboard</title><style>{CSS}</style></head>
-<body>
-<h1>Leaderboard: suite <code>{e(s.name)}</code> (version {s.version})</h1>
-{endpoints}
-<p>{e(s.description)}</p><p class="note">{e(protocol_text(board))}</p>
-<h2>Models</h2>{_table_html(board.table)}<ul class="note">{
-        "".join(f"<li>{e(n)}</li>" for n in column_notes(board))
-    }</ul>
-{best}
-<h2>Paired comparisons (exploratory unless primary)</h2><p class="note">{e(delta_note(board))}</p>{
-        _table_html(board.delta_table)
-    }
-{
-        "".join(
-            f"<h2>{e(title)}</h2>" + (f"<p class='note'>{e(note)}</p>" if note else "") + _table_html(table)
-            for title, note, table in board.details
+    """Self-contained: CSS and PNGs are inline (bench/report/templates/). A small script records,
+    after load, how many images decoded, so a headless browser can check the page rendered, and
+    sorts a table by the column whose header is clicked."""
+    t = board.trainings
+    weights = pd.DataFrame(layer_weight_rows(t), columns=weight_headers(t)) if not t.empty else pd.DataFrame()
+    prov = pd.DataFrame(provenance_rows(t), columns=PROVENANCE_HEADERS) if not t.empty else pd.DataFrame()
+    return (
+        _templates()
+        .get_template("leaderboard.html.j2")
+        .render(
+            suite=board.suite,
+            css=CSS,
+            endpoints=[x.line(strong="") for x in board.endpoints],
+            endpoint_notes=endpoint_notes(board) if board.endpoints else [],
+            protocol=protocol_text(board),
+            table=_table_html(board.table),
+            column_notes=column_notes(board),
+            best=_table_html(board.best) if len(board.best) else "",
+            best_note=BEST_NOTE,
+            delta_note=delta_note(board),
+            deltas=_table_html(board.delta_table),
+            details=[(title, note, _table_html(table)) for title, note, table in board.details],
+            flags=board.flags,
+            figures=[(name, base64.b64encode(path.read_bytes()).decode()) for name, path in plots.items()],
+            evaluations=evaluation_lines(board),
+            targets=target_lines(t) if not t.empty else [],
+            weights=_table_html(weights),
+            provenance=_table_html(prov),
         )
-    }
-<h2>Sanity flags</h2><ul>{flags}</ul>
-<h2>Plots</h2>{imgs or "<p>(none)</p>"}
-<h2>What was evaluated</h2><ul>{evals}</ul>
-<h2>Similarity targets</h2><ul>{
-        "".join(f"<li>{e(t)}</li>" for t in target_lines(board.trainings)) if not board.trainings.empty else ""
-    }</ul>
-<h2>Learned layer weights</h2>{_table_html(weights)}
-<h2>Provenance</h2>{_table_html(prov)}
-<script>window.addEventListener("load", () => {{
-  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.dataset.imagesLoaded = ok; document.body.dataset.tables = document.querySelectorAll("table").length;
-  // sortable tables: a click on a header sorts by that column (numbers by value), again to reverse
-  const key = t => {{ const m = t.trim().replace("\u2212", "-").match(/^[-+]?[0-9]*[.]?[0-9]+(e[-+]?[0-9]+)?/i);
-    return m ? parseFloat(m[0]) : t; }};
-  document.querySelectorAll("table").forEach(table => table.querySelectorAll("th").forEach((th, col) => {{
-    th.style.cursor = "pointer"; th.title = "sort";
-    th.addEventListener("click", () => {{
-      const body = table.tBodies[0], rows = [...body.rows], dir = th.dataset.dir === "1" ? -1 : 1;
-      rows.sort((a, b) => {{ const x = key(a.cells[col].textContent), y = key(b.cells[col].textContent);
-        return (typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : typeof x === "number" ? -1 : 1) * dir; }});
-      th.dataset.dir = dir === 1 ? "1" : "-1"; rows.forEach(r => body.appendChild(r));
-      document.body.dataset.sorted = (+(document.body.dataset.sorted || 0) + 1);
-      document.body.dataset.firstRow = body.rows[0].cells[col].textContent;
-    }});
-  }}));
-  if (location.hash === "#check-sort") document.querySelector("table th:nth-child(2)").click();  // the browser test's probe
-}});</script>
-</body></html>
-"""
+    )
 
 
 def board_text(board) -> str:

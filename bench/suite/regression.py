@@ -9,11 +9,15 @@ torch loads), so their numbers are the same bits on any x86 CPU of that level.""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from bench.cards import SuiteCard
 from bench.check import (
@@ -85,7 +89,7 @@ def update_reference(
         atomic_copy(source, Path(path).parent / rel)
         fixtures.append(Fixture(card.name, fixture_seed, rel, checkpoint_hash))
     pinned = {(f.model, f.seed): Path(path).parent / f.file for f in fixtures}
-    fixture_rows = fixture_numbers(run, store, pinned, progress, True)
+    fixture_rows = fixture_numbers(run, store, pinned, progress, True).result()
     columns = training_columns(headline_per_seed(data.results, report_specs(suite)), data.trainings)
     dev = run.dev
     written = {**json.loads(provenance(dev, evaluation_numerics(dev))), "packages": json.loads(package_versions())}
@@ -103,6 +107,14 @@ def update_reference(
     return ref
 
 
+@dataclass(frozen=True)
+class Started:
+    """Work begun: ``result()`` waits for it and returns what it made; ``cancel()`` ends it unfinished."""
+
+    result: Callable[[], object]
+    cancel: Callable[[], None] = lambda: None
+
+
 def fixture_changes(
     run: RunSpec,
     store: ResultStore,
@@ -110,10 +122,12 @@ def fixture_changes(
     progress: Progress = Silent(),
     compute: bool = True,
     ref: Reference | None = None,
-) -> list:
-    """The evaluation part of a check: the reference's committed checkpoints evaluated here
-    (``compute``; else read from the store), every number against the reference's (``bench
-    check``, and ``bench selftest`` on a GPU). ``ref``: the file at ``path`` already read."""
+) -> Started:
+    """The evaluation part of a check, begun: the reference's committed checkpoints evaluated
+    (``compute``; else read from the store), every number against the reference's (``bench check``,
+    and ``bench selftest`` on a GPU). Where the fixtures are evaluated in a child process, it runs
+    while the caller goes on (the retraining of a check); ``result()`` waits for the numbers and
+    compares them. ``ref``: the file at ``path`` already read."""
     suite = run.suite
     ref = ref or read_reference(path, suite)  # a bad reference fails before any work
     pinned = {}
@@ -135,16 +149,17 @@ def fixture_changes(
             f"{path}: its fixture numbers were computed in {ref.portable or 'native'} numerics, the card asks for "
             f"{suite.check.portable or 'native'}; regenerate it with 'bench check {suite.name} --against {path} --update'"
         )
-    current = fixture_numbers(run, store, pinned, progress, compute)
-    return compare(ref.numbers, current, suite)
+    numbers = fixture_numbers(run, store, pinned, progress, compute)
+    return Started(lambda: compare(ref.numbers, numbers.result(), suite), numbers.cancel)
 
 
 def fixture_numbers(
     run: RunSpec, store: ResultStore, pinned: dict[tuple[str, int], Path], progress: Progress, compute: bool
-):
+) -> Started:
     """results.csv rows of the committed checkpoints' cells, evaluated (``compute``) or read from
-    the store, in the card's portable numerics: here when this process already runs them (or the
-    card asks for none), else in a child process started with that environment."""
+    the store, in the card's portable numerics, begun: here, at once, when this process already runs
+    them (or the card asks for none); else in a child process started with that environment, which
+    runs on (one thread, its output in a log) until ``result()`` waits for it."""
     suite = run.suite
     level = suite.check.portable
     if not level or portable_active(level):
@@ -153,32 +168,47 @@ def fixture_numbers(
             cells = run_suite(run, store, SerialExecutor(run, progress=progress), pinned=pinned, seeds=seeds).cells
         else:
             cells = plan(run, store, seeds=seeds, known=pinned_checkpoints(suite, pinned)).cells
-        return csv_table(_columns(suite, store, cells, "committed checkpoints").results)
+        rows = csv_table(_columns(suite, store, cells, "committed checkpoints").results)
+        return Started(lambda: rows)
     if run.dev.type != "cpu":
         raise BenchError(
             f"suite {suite.name!r}: its committed checkpoints are evaluated in portable CPU numerics ([check] "
             f"portable = {level!r}); run the check with --device cpu, or set portable = '' in the card"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "fixtures.json"
-        args = ["check-fixtures", suite.path or suite.name, "--store", str(store.path), "--workdir", str(run.workdir)]
-        args += [f"--pin={m}:{s}:{p}" for (m, s), p in pinned.items()]
-        args += ["--out", str(out), *(["--data-root", str(run.data_root)] if run.data_root else [])]
-        args += [] if compute else ["--no-run"]
-        done = subprocess.run(
-            [sys.executable, "-m", "bench", *args],
-            env=portable_child_environment(level),
-            stdout=subprocess.PIPE,
-            text=True,
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fixtures-"))
+    out, log = tmp / "fixtures.json", tmp / "fixtures.log"
+    args = ["check-fixtures", suite.path or suite.name, "--store", str(store.path), "--workdir", str(run.workdir)]
+    args += [f"--pin={m}:{s}:{p}" for (m, s), p in pinned.items()]
+    args += ["--out", str(out), *(["--data-root", str(run.data_root)] if run.data_root else [])]
+    args += [] if compute else ["--no-run"]
+    progress.log(f"evaluating the committed checkpoints in portable numerics ({level}, one thread) alongside")
+    with open(log, "w") as sink:  # a file, not a pipe: a child that writes much never blocks on it
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench", *args], env=portable_child_environment(level), stdout=sink, stderr=sink
         )
-        if done.returncode != 0 or not out.is_file():
-            raise BenchError(
-                f"suite {suite.name!r}: evaluating the committed checkpoints in portable numerics ({level}) failed "
-                f"(exit {done.returncode}; its error is above)"
-            )
-        import pandas as pd
 
-        return pd.DataFrame(json.loads(out.read_text()))
+    def wait() -> pd.DataFrame:
+        try:
+            if child.poll() is None:
+                progress.log("waiting for the portable evaluation of the committed checkpoints")
+            code = child.wait()
+            if code != 0 or not out.is_file():
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+                raise BenchError(
+                    f"suite {suite.name!r}: evaluating the committed checkpoints in portable numerics ({level}) "
+                    f"failed (exit {code}): {tail}"
+                )
+            return pd.DataFrame(json.loads(out.read_text()))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def cancel() -> None:  # the caller failed first: the child must not outlive the check
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    return Started(wait, cancel)
 
 
 def check_against(
@@ -197,10 +227,16 @@ def check_against(
     suite = run.suite
     ref = ref or read_reference(path, suite)
     result = CheckResult()
-    result.changes = fixture_changes(run, store, path, progress, compute, ref)
+    changes = fixture_changes(run, store, path, progress, compute, ref)  # a child process runs on beside
+    try:
+        if not fixtures_only:
+            cells = run_suite(run, store, executor).cells if compute else plan(run, store).cells
+    except BaseException:
+        changes.cancel()
+        raise
+    result.changes = changes.result()
     if fixtures_only:
         return result
-    cells = run_suite(run, store, executor).cells if compute else plan(run, store).cells
     data = _columns(suite, store, cells, "trained seeds")
     per_seed = headline_per_seed(data.results, report_specs(suite))
     result.drifts = compare_training(
