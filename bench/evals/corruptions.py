@@ -105,6 +105,13 @@ class Corruptions(Evaluation):
     def work(self, n_images: int) -> int:
         return n_images * len(self.params.corruptions) * len(self.params.severities)
 
+    def corrupted(self, x, y, name: str, severity: int, folder: Path | None, ctx: EvalContext) -> torch.Tensor:
+        """The images of one point: read from the CIFAR-C files in ``folder``, or generated with
+        each image's own generator (what every model sees)."""
+        if folder is not None:
+            return read_corrupted(folder, name, severity, ctx.indices, y, gray=x.shape[1] == 1)
+        return corrupt(x, name, severity, ImageRNG.for_images(self.point_seed(ctx, [name, severity]), ctx.image_ids(x)))
+
     def run(self, model, x, y, ctx: EvalContext) -> EvalOutput:
         p = self.params
         files: DataFiles | None = None if p.source == "generate" else ctx.resource("data_files")
@@ -127,11 +134,7 @@ class Corruptions(Evaluation):
         per_image = []
         for name in p.corruptions:
             for severity in p.severities:
-                if folder is not None:
-                    xc = read_corrupted(folder, name, severity, ctx.indices, y, gray=x.shape[1] == 1)
-                else:
-                    rng = ImageRNG.for_images(self.point_seed(ctx, [name, severity]), ctx.image_ids(x))
-                    xc = corrupt(x, name, severity, rng)
+                xc = self.corrupted(x, y, name, severity, folder, ctx)
                 correct = predict(model, xc, ctx) == y
                 out.accuracy(MetricId(f"corruption-{name}"), float(severity), correct)
                 per_image.append(correct.float())

@@ -36,12 +36,23 @@ class Targets:
     taps: list[str]
 
 
+def tap_similarity(features: torch.Tensor) -> torch.Tensor:
+    """The dense centred cosine similarity of one tap's flattened features (float64)."""
+    v = unit_rows(features.flatten(1)).double()
+    return v @ v.T
+
+
 def pair_similarities(features: torch.Tensor) -> np.ndarray:
     """i < j centred cosine similarities of one tap's flattened features."""
-    v = unit_rows(features.flatten(1)).double()
-    s = v @ v.T
-    i, j = torch.triu_indices(len(v), len(v), 1)
+    s = tap_similarity(features)
+    i, j = torch.triu_indices(len(s), len(s), 1)
     return s[i, j].numpy()
+
+
+def mixed(per_tap: list, layer_weights: list[float]):
+    """The taps' similarities mixed by the model's learned layer weights (uniform without)."""
+    weights = np.asarray(layer_weights or [1 / len(per_tap)] * len(per_tap))
+    return sum(w * s for w, s in zip(weights, per_tap))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,8 +115,7 @@ class Similarity(Evaluation):
         with torch.no_grad():
             feats = [f.cpu() for f in model.features(target.images[held].to(ctx.device))]
         per_tap = [pair_similarities(f) for f in feats]
-        weights = np.asarray(targets.layer_weights or [1 / len(per_tap)] * len(per_tap))
-        mix = sum(w * s for w, s in zip(weights, per_tap))
+        mix = mixed(per_tap, targets.layer_weights)
         out.metrics.append(Metric(self.metric, None, "correlation", correlation(mix, reference)))
         out.metrics += [
             Metric(self.metric, float(k), "correlation", correlation(s, reference)) for k, s in enumerate(per_tap)

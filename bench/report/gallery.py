@@ -125,8 +125,7 @@ def corruption_strip(plan: Plan, path: Path) -> bool:
     if not specs or not plan.subsets:
         return False
     from bench.evals.base import EvalContext
-    from bench.evals.corruptions import Corruptions, corrupt, find_files, read_corrupted  # torchvision: seconds
-    from bench.evals.image_rng import ImageRNG
+    from bench.evals.corruptions import Corruptions, find_files  # torchvision: seconds
 
     p = specs[0].params
     sub = plan.subsets[max(plan.subsets)]
@@ -140,31 +139,11 @@ def corruption_strip(plan: Plan, path: Path) -> bool:
     for row, name in enumerate(p.corruptions):
         _show(axes[row, 0], x[0], name.replace("_", " "))
         for k, severity in enumerate(p.severities):
-            if folder is not None:
-                xc = read_corrupted(folder, name, severity, ids, y, gray=x.shape[1] == 1)
-            else:
-                xc = corrupt(x, name, severity, ImageRNG.for_images(ev.point_seed(ctx, [name, severity]), ids))
-            _show(axes[row, k + 1], xc[0], f"severity {severity}")
+            _show(axes[row, k + 1], ev.corrupted(x, y, name, severity, folder, ctx)[0], f"severity {severity}")
     source = f"files {folder.name}" if folder is not None else "generated"
     fig.suptitle(f"{run.suite.name}: the first evaluation image under each corruption ({source})", fontsize=8)
     _save(fig, path)
     return True
-
-
-def _similarity_matrix(target, held: torch.Tensor) -> np.ndarray:
-    i, j = torch.meshgrid(held, held, indexing="ij")
-    return target.lookup(i.flatten(), j.flatten()).reshape(len(held), len(held)).double().numpy()
-
-
-def _model_matrix(model, weights: list[float], images: torch.Tensor) -> np.ndarray:
-    """The model's similarity as the similarity column measures it: centred cosine per tap, mixed
-    by its learned layer weights (uniform without)."""
-    from bench.targets.base import unit_rows
-
-    with torch.no_grad():
-        feats = [unit_rows(f.cpu().flatten(1)).double() for f in model.features(images)]
-    w = weights or [1 / len(feats)] * len(feats)
-    return sum(wk * (v @ v.T) for wk, v in zip(w, feats)).numpy()
 
 
 def _cluster_order(m: np.ndarray) -> np.ndarray:
@@ -183,7 +162,7 @@ def similarity_matrices(plan: Plan, path: Path, most: int = 120) -> bool:
     similarity (first seed) on the reference's held-out stimuli, with its Pearson r to it. One
     stimulus order per matrix pair (the reference's clustering), at most ``most`` stimuli shown."""
     from bench.compute import evaluated_model
-    from bench.evals.similarity import correlation
+    from bench.evals.similarity import correlation, mixed, tap_similarity
     from bench.targets.card import card_target
     from bench.train.checkpoint import load_checkpoint
 
@@ -198,12 +177,12 @@ def similarity_matrices(plan: Plan, path: Path, most: int = 120) -> bool:
     if reference is None:
         return False
     held = reference.heldout_indices()
-    ref = _similarity_matrix(reference, held)  # r over all of them, as the similarity column
+    if len(held) < 3:
+        return False
+    ref = reference.matrix(held).double().numpy()  # r over all of them, as the similarity column
     shown = min(most, len(held))
     order = _cluster_order(ref[:shown, :shown])
     others = [(n, t) for n, t in targets.items() if t is not None and n != named[0] and len(t.heldout_indices()) >= 3]
-    if len(held) < 3:
-        return False
     tops = [(named[0], reference), *others]  # a target without held-out stimuli has none to show
     plt = _plt()
     cols = max(len(tops), len(cards))
@@ -220,7 +199,7 @@ def similarity_matrices(plan: Plan, path: Path, most: int = 120) -> bool:
         ax.set_yticks([])
 
     for k, (name, target) in enumerate(tops):
-        m = ref if k == 0 else _similarity_matrix(target, target.heldout_indices()[:shown])
+        m = ref if k == 0 else target.matrix(target.heldout_indices()[:shown]).double().numpy()
         o = order if k == 0 else _cluster_order(m)
         kind = target.description.get("kind", "") + (
             f", {target.description['shuffle']}" if "shuffle" in target.description else ""
@@ -232,7 +211,9 @@ def similarity_matrices(plan: Plan, path: Path, most: int = 120) -> bool:
     for k, (name, card) in enumerate(cards.items()):
         ckpt = plan.checkpoints[(name, seed)][0]
         weights = load_checkpoint(ckpt)["layer_weights"]
-        m = _model_matrix(evaluated_model(card, ckpt, run.dev), weights, images)
+        with torch.no_grad():
+            feats = evaluated_model(card, ckpt, run.dev).features(images)
+        m = mixed([tap_similarity(f.cpu()).numpy() for f in feats], weights)
         r = correlation(m[iu], ref[iu])
         show(axes[1, k], m[:shown, :shown][np.ix_(order, order)], f"{name} (seed {seed})\nr = {r:.2f}")
     fig.suptitle(

@@ -58,10 +58,11 @@ class SimilarityTarget(ABC):
     def lookup(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """S[i, j] for index tensors of equal length."""
 
-    def matrix(self) -> torch.Tensor:
-        """The dense N x N matrix; for small N (tests, validation, plots)."""
-        i, j = torch.meshgrid(torch.arange(self.n), torch.arange(self.n), indexing="ij")
-        return self.lookup(i.reshape(-1), j.reshape(-1)).reshape(self.n, self.n)
+    def matrix(self, stimuli: torch.Tensor | None = None) -> torch.Tensor:
+        """The dense matrix over ``stimuli`` (default: all N); for small N (tests, validation, plots)."""
+        idx = torch.arange(self.n) if stimuli is None else stimuli
+        i, j = torch.meshgrid(idx, idx, indexing="ij")
+        return self.lookup(i.reshape(-1), j.reshape(-1)).reshape(len(idx), len(idx))
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
