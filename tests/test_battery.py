@@ -314,6 +314,7 @@ steps = 3
 
 [[evaluations]]
 kind = "minimal"
+attacks = ["pgd", "bim", "deepfool", "ddn", "fmn", "brendel-bethge", "fmn-refine", "boundary", "hopskipjump"]
 norms = ["l2", "linf"]
 max_images = 6
 pgd = { steps = 5, search_steps = 3 }
@@ -323,6 +324,8 @@ fmn = { steps = 5 }
 brendel-bethge = { steps = 5 }
 boundary = { steps = 10 }
 hopskipjump = { steps = 2, gradient_evals = 5 }
+ddn = { steps = 5 }
+fmn-refine = { steps = 5 }
 
 """
     + TRANSFER

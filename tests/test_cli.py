@@ -101,12 +101,13 @@ def test_the_evaluation_estimate_scales_each_attack_by_its_whole_schedule(cards)
     estimate = evaluation_estimate(suite, one_second)
     s = estimate.seconds
     assert s["pgd/pgd"] == 1000 * 5 * 50
-    assert s["minimal/pgd"] == s["minimal/bim"] == 1000 * 2 * (1 + 10) * 50  # both norms; BIM timed as PGD
-    assert s["minimal/brendel-bethge"] == 1000 * 2 * (1000 + 10)
-    assert s["minimal/boundary"] == 2.0 * 1000 * 5000  # L2 only
+    # both norms, each run in full and again at half its steps (the convergence check); BIM timed as PGD
+    assert s["minimal/pgd"] == s["minimal/bim"] == 1000 * 2 * (1 + 10) * (50 + 25)
+    assert s["minimal/brendel-bethge"] == 1000 * 2 * ((1000 + 10) + (500 + 10))
+    assert s["minimal/boundary"] == 2.0 * 1000 * (5000 + 2500)  # L2 only
     assert "minimal/hopskipjump" not in s and estimate.not_estimated == ("minimal/hopskipjump",)
     with_hsj = evaluation_estimate(suite, one_second + [Rate("", 0.0, attack="hopskipjump", iteration_s=1.0)])
-    per_norm = sum(int(min(100 * (step + 1) ** 0.5, 1000)) for step in range(40))
+    per_norm = sum(int(min(100 * (step + 1) ** 0.5, 1000)) for steps in (40, 20) for step in range(steps))
     assert with_hsj.seconds["minimal/hopskipjump"] == 1000 * 2 * per_norm and not with_hsj.not_estimated
     assert with_hsj.shares().startswith(f"{with_hsj.seconds['minimal/hopskipjump'] / with_hsj.seconds_per_model:.0%}")
 

@@ -11,6 +11,7 @@ card as a table named by the attack: ``[evaluations.boundary] steps = 200``."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ def distances(x: torch.Tensor, adv: torch.Tensor, norm: Norm) -> torch.Tensor:
 class StepsParams:
     __pydantic_config__ = _FORBID
     steps: Steps = 50
+    # run in these of the evaluation's norms only (empty: all it has), e.g. FMN for L-inf where
+    # DDN, which has no L-inf, covers L2
+    norms: tuple[Norm, ...] = ()
 
 
 class MinimalAttack(ABC):
@@ -67,6 +71,15 @@ class MinimalAttack(ABC):
 
     def __init__(self, params: Any, norm: Norm):
         self.params, self.norm = params, norm
+
+    def scaled(self, fraction: float) -> MinimalAttack:
+        """The same attack at a fraction of its steps (a convergence check's shorter run)."""
+        steps = max(1, round(self.params.steps * fraction))
+        return type(self)(dataclasses.replace(self.params, steps=steps), self.norm)
+
+    @classmethod
+    def runs_in(cls, params: Any, norm: Norm) -> bool:
+        return norm in cls.norms and (not params.norms or norm in params.norms)
 
     def describe(self) -> str:
         return f"{self.name} ({self.params.steps} steps)"
@@ -141,6 +154,25 @@ class FMN(Minimization):
     def options(self):
         p = self.params
         return {"steps": p.steps, "max_stepsize": p.max_stepsize_l2 if self.norm == "l2" else p.max_stepsize_linf}
+
+
+@dataclass(frozen=True)
+class DDNParams(StepsParams):
+    steps: Steps = 100
+    init_epsilon: Positive = 1.0  # the first radius, at [0,1] scale
+
+
+@register("ddn")
+class DDN(Minimization):
+    """Decoupled direction and norm (Rony et al. 2019), L2 only: a different loss (cross-entropy)
+    and radius rule than FMN, so it lands in other local minima; the two together miss less."""
+
+    Params = DDNParams
+    classes = {"l2": "DDNAttack"}
+    norms = ("l2",)
+
+    def options(self):
+        return {"steps": self.params.steps, "init_epsilon": self.params.init_epsilon}
 
 
 def per_image_epsilon(cls):
@@ -244,6 +276,20 @@ class Refinement(Minimization):
 
     def describe(self) -> str:
         return f"{self.name} ({self.params.steps} steps, from the running best)"
+
+
+@register("fmn-refine")
+class FMNRefine(Refinement):
+    """FMN again, from the running best (or, where nothing was found yet, the nearest evaluation
+    image of another predicted class): the fallback that reaches images a search from the clean
+    image did not, and a second descent from a different point where it did."""
+
+    Params = FMNParams
+    classes = FMN.classes
+    options = FMN.options
+
+    def schedule_length(self) -> int:
+        return self.params.steps + 10  # Foolbox's binary search towards the start, then the steps
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,34 @@ def black_box_flag(name: str, fraction: float, factor: float, limit: float) -> l
 def nan_flag(name: str, values) -> list[str]:
     n = int(sum(1 for v in values if isinstance(v, float) and math.isnan(v)))
     return [f"{name}: {n} NaN values"] if n else []
+
+
+def gradient_flags(name: str, zero: float, bad: float) -> list[str]:
+    """Gradient attacks see nothing where the input gradient is zero or not finite: a model
+    with such images is masking gradients (quantization, saturation, a non-differentiable step)."""
+    flags = []
+    if zero > 0:
+        flags.append(
+            f"{name}: the input gradient is exactly zero on {zero * 100:.1f}% of correctly classified images: "
+            "gradient attacks cannot move them; suspect gradient masking"
+        )
+    if bad > 0:
+        flags.append(
+            f"{name}: the input gradient is NaN or infinite on {bad * 100:.1f}% of correctly classified images"
+        )
+    return flags
+
+
+def convergence_flag(name: str, fraction: float, at_fraction: float, full: float, tolerance: float) -> list[str]:
+    """A median that still falls between a fraction of the budget and the full budget has not
+    settled: more steps would likely lower it further."""
+    if math.isinf(at_fraction) and math.isfinite(full):
+        return [
+            f"{name}: at {fraction:g} of the attack budget the median was not reached: the ensemble has not converged"
+        ]
+    if math.isfinite(full) and full > 0 and (at_fraction - full) / full > tolerance:
+        return [
+            f"{name}: the median falls by {(at_fraction - full) / full * 100:.1f}% from {fraction:g} of the attack "
+            f"budget to all of it (more than {tolerance * 100:g}%): not converged; add steps or attacks"
+        ]
+    return []

@@ -20,7 +20,7 @@ Text = Annotated[str, Field(max_length=1_000_000)]
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 # statistics that are fractions of images (or of attack wins): values in [0, 1]
-FRACTIONS = frozenset({"accuracy", "found", "wins", "mean accuracy"})
+FRACTIONS = frozenset({"accuracy", "found", "wins", "mean accuracy", "optimality", "zero gradient", "nan gradient"})
 
 
 @dataclass(frozen=True)

@@ -138,20 +138,24 @@ BATTERY = {
     "brendel-bethge": {"steps": 50},
     "boundary": {"steps": 200},
     "hopskipjump": {"steps": 5, "gradient_evals": 20},
+    "ddn": {"steps": 100},
+    "fmn-refine": {"steps": 50},
 }
 
 
-@pytest.mark.parametrize("attack", ["pgd", "bim", "deepfool", "fmn", "brendel-bethge", "boundary", "hopskipjump"])
+@pytest.mark.parametrize("attack", sorted(BATTERY))
 def test_bench_minimal_attack_32_images(benchmark, trained, attack):
     """One ensemble attack alone (both norms it supports) on 32 images: images/second =
     32 x norms / mean time. Decision-based ones start from the nearest other-class image."""
+    from bench.evals.attacks import MINIMAL_ATTACKS
     from bench.evals.minimal import Minimal, MinimalParams
 
     if benchmark.disabled and attack == "brendel-bethge":
         pytest.skip("timed with --benchmark-enable (tox -e perf); test_battery runs it through the CLI")
     model, x, y = trained
     n = 8 if benchmark.disabled else 32  # the default run: each attack once on 8 images, a smoke test
-    ev = Minimal(MinimalParams(attacks=(attack,), options={attack: BATTERY[attack]}))
+    norms = MINIMAL_ATTACKS.get(attack).norms
+    ev = Minimal(MinimalParams(attacks=(attack,), norms=norms, options={attack: BATTERY[attack]}, budget_fractions=()))
     out = benchmark.pedantic(
         lambda: ev.run(model, x[:n], y[:n], EvalContext(torch.device("cpu"), 0, 32)),
         rounds=1,
