@@ -470,8 +470,9 @@ BUDGET_NOTE = (
     "Per attack, in the ensemble's order (mean over seeds): model forward and backward passes per "
     "evaluation image (its budget; seconds per attack are in each cell's notes), its optimality (mean over "
     "correctly classified images of the best-known distance, the ensemble's, over its own; 1 = it found "
-    "the best everywhere, 0 counts a miss), its share of wins, and the ensemble median once it had run. A "
-    "median still falling at the last attack is flagged as not converged. 'zero grad %': correctly "
+    "the best everywhere, 0 counts a miss), its share of wins, and the ensemble median once it had run. "
+    "Convergence is checked apart: the whole chain again at a fraction of its steps (budget_fractions), "
+    "flagged where its median is more than converged_within above the full budget's. 'zero grad %': correctly "
     "classified images whose input gradient of the logit margin is exactly zero (a masking sign)."
 )
 
