@@ -14,6 +14,7 @@ from bench.cards import load_model_card, load_suite_card
 from bench.data import eval_subset, load_dataset, to_float
 from bench.evals.base import EvalContext
 from bench.evals.minimal import Counted, Minimal, MinimalParams, optimality
+from bench.evals.reporting import MetricId
 from bench.train.checkpoint import load_model
 from bench.train.trainer import train
 
@@ -128,3 +129,35 @@ def test_a_flat_model_raises_the_gradient_flag(model_and_images):
         idx,
     )
     assert any("input gradient is exactly zero" in f for f in out.flags)
+
+
+def test_pgd_convergence_rerun_flags_an_attack_still_gaining(model_and_images):
+    """PGD again at a fraction of its steps: one step of twenty is still far from converged (the
+    flag fires), and the rerun's accuracies are stored per epsilon as fractions of images."""
+    from bench.evals.pgd import PGD, PGDParams
+
+    model, x, y, idx = model_and_images
+    epsilons = (0.0, 0.05, 0.1)
+    params = PGDParams("linf", epsilons, steps=20, budget_fractions=(0.05,), sanity_epsilon=0)
+    out = PGD(params).run(model, x, y, EvalContext(torch.device("cpu"), 0, indices=idx))
+    short = {m.param: m.value for m in out.metrics if m.statistic == "accuracy at 0.05 budget"}
+    full = dict(out.points(MetricId("pgd-linf")))
+    assert set(short) == set(epsilons) and short[0.0] == full[0.0]
+    assert all(0 <= v <= 1 for v in short.values())
+    assert any("not converged" in f for f in out.flags), (short, full)
+    # without the rerun: the same curve (the rerun leaves the main stream alone), no such flag
+    plain = PGD(PGDParams("linf", epsilons, steps=20, sanity_epsilon=0)).run(
+        model, x, y, EvalContext(torch.device("cpu"), 0, indices=idx)
+    )
+    assert dict(plain.points(MetricId("pgd-linf"))) == full
+    assert not any("not converged" in f for f in plain.flags)
+
+
+def test_pgd_convergence_flag_is_about_gains_beyond_the_tolerance():
+    from bench.evals.sanity import pgd_convergence_flag
+
+    full = {0.0: 0.9, 0.1: 0.30}
+    assert pgd_convergence_flag("pgd", 0.5, [(0.0, 0.9), (0.1, 0.31)], full, 0.02) == []
+    assert pgd_convergence_flag("pgd", 0.5, [(0.0, 0.9), (0.1, 0.29)], full, 0.02) == []  # lower: noise
+    (flag,) = pgd_convergence_flag("pgd", 0.5, [(0.0, 0.9), (0.1, 0.35)], full, 0.02)
+    assert "0.3500" in flag and "epsilon 0.1" in flag

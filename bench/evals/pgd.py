@@ -7,6 +7,7 @@ so do we: robust accuracy at any epsilon already includes clean errors."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -51,6 +52,11 @@ class PGDParams:
     # too), each image's random start from its own generator; the same or lower robust accuracy
     # at a fraction of the attacks, monotone by construction
     schedule: Literal["independent", "nested"] = "independent"
+    # convergence: the whole curve again at these fractions of the steps (same schedule, same random
+    # starts); an epsilon whose accuracy there is more than converged_within (absolute) above the
+    # full budget's says the attack was still gaining: flagged not converged. () skips the check
+    budget_fractions: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = ()
+    converged_within: Annotated[float, Field(gt=0, le=1)] = 0.02
 
     def __post_init__(self):
         check_epsilons(self.norm, self.epsilons + ((self.sanity_epsilon,) if self.sanity_epsilon else ()))
@@ -136,12 +142,20 @@ class PGD(EpsilonCurveEvaluation):
     title = "PGD robust accuracy (clean errors count), mean ± SEM over seeds"
 
     def work(self, n_images: int) -> int:
-        return n_images * (len(self.params.epsilons) + (self.params.sanity_epsilon != 0))
+        p = self.params
+        return n_images * (len(p.epsilons) * (1 + len(p.budget_fractions)) + (p.sanity_epsilon != 0))
 
     def attack_iterations(self) -> dict[str, int]:
-        """Epsilon 0 costs nothing (its answer is the image); the sanity probe is one more epsilon."""
+        """Epsilon 0 costs nothing (its answer is the image); the sanity probe is one more epsilon;
+        each convergence rerun attacks the grid again at its fraction of the steps."""
         p = self.params
-        return {"pgd": (sum(e > 0 for e in p.epsilons) + (p.sanity_epsilon != 0)) * p.steps}
+        attacked = sum(e > 0 for e in p.epsilons)
+        reruns = sum(attacked * self._fraction(f).steps for f in p.budget_fractions)
+        return {"pgd": (attacked + (p.sanity_epsilon != 0)) * p.steps + reruns}
+
+    def _fraction(self, fraction: float) -> PGDParams:
+        p = self.params
+        return dataclasses.replace(p, steps=max(1, round(p.steps * fraction)), budget_fractions=(), sanity_epsilon=0)
 
     def notes(self):
         notes = {"attack": f"foolbox {type(self._attack()).__name__}", "semantics": CLEAN_ERRORS}
@@ -184,8 +198,17 @@ class PGD(EpsilonCurveEvaluation):
         return self._attack_rows(state, slice(None), eps, seed, model, x, y, ctx)
 
     def finish(self, state: _Session, model, x, y, ctx: EvalContext, out: EvalOutput) -> None:
-        """The large-epsilon probe: accuracy near zero there, else gradient masking is suspected."""
+        """The convergence reruns, then the large-epsilon probe (accuracy near zero there, else
+        gradient masking is suspected)."""
         p, name = self.params, self.metric.label
+        full = dict(out.points(self.metric))
+        for fraction in p.budget_fractions:
+            short = PGD(self._fraction(fraction)).run(model, x, y, ctx)
+            for eps, acc in short.points(self.metric):
+                out.metrics.append(Metric(self.metric, eps, f"accuracy at {fraction:g} budget", acc))
+            out.flags += sanity.pgd_convergence_flag(
+                name, fraction, short.points(self.metric), full, p.converged_within
+            )
         big = sanity_epsilon(p.sanity_epsilon, p.norm, x)
         if big > 0:
             seed = self.point_seed(ctx, ("sanity", big))

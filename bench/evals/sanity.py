@@ -96,3 +96,18 @@ def convergence_flag(name: str, fraction: float, at_fraction: float, full: float
             f"budget to all of it (more than {tolerance * 100:g}%): not converged; add steps or attacks"
         ]
     return []
+
+
+def pgd_convergence_flag(
+    name: str, fraction: float, short: Sequence[tuple[float, float]], full: dict[float, float], tolerance: float
+) -> list[str]:
+    """Robust accuracy that still falls by more than the tolerance between a fraction of the steps
+    and all of them: the attack was still gaining, so more steps would likely lower it further."""
+    gaining = [(eps, acc, full[eps]) for eps, acc in short if eps in full and acc - full[eps] > tolerance]
+    if not gaining:
+        return []
+    eps, acc, end = max(gaining, key=lambda g: g[1] - g[2])
+    return [
+        f"{name}: robust accuracy falls from {acc:.4f} at {fraction:g} of the steps to {end:.4f} at all of them "
+        f"(epsilon {eps:g}; more than {tolerance * 100:g} points): not converged; add steps"
+    ]

@@ -173,13 +173,13 @@ def consistency_flags(df: pd.DataFrame, examples: dict) -> list[str]:
     fractions outside [0, 1] or infinite; a curve's accuracy at grid point 0 (no perturbation)
     that differs from the clean accuracy on the same images; per-image outcomes whose count or
     mean disagree with their accuracy."""
-    from bench.store.validate import FRACTIONS
+    from bench.store.validate import is_fraction
 
     if df.empty:
         return []
     df = df.assign(label=[MetricId(m, s).label for m, s in zip(df["metric"], df["source"])])
     flags = []
-    fractions = df[df["statistic"].isin(FRACTIONS)]
+    fractions = df[df["statistic"].map(is_fraction)]
     for _, r in fractions[~fractions["value"].between(0.0, 1.0) & ~fractions["value"].isna()].iterrows():
         where = r["label"] + ("" if pd.isna(r["param"]) else f" at {r['param']:g}")
         flags.append(f"{r['model']} seed {r['seed']}: {where} {r['statistic']} {r['value']!r} is outside [0, 1]")

@@ -23,6 +23,11 @@ _STRICT = ConfigDict(extra="forbid", strict=True)
 FRACTIONS = frozenset({"accuracy", "found", "wins", "mean accuracy", "optimality", "zero gradient", "nan gradient"})
 
 
+def is_fraction(statistic: str) -> bool:
+    """Also the accuracies of a convergence rerun ('accuracy at 0.5 budget')."""
+    return statistic in FRACTIONS or statistic.startswith("accuracy at ")
+
+
 @dataclass(frozen=True)
 class KeyModel:
     __pydantic_config__ = _STRICT
@@ -78,7 +83,7 @@ def output_problems(output: EvalOutput, n_images: int) -> list[str]:
         label = _label(m)
         if m.param is not None and not math.isfinite(m.param):
             problems.append(f"{label}: its grid point is not finite")
-        if m.statistic in FRACTIONS and not math.isnan(m.value) and not 0.0 <= m.value <= 1.0:
+        if is_fraction(m.statistic) and not math.isnan(m.value) and not 0.0 <= m.value <= 1.0:
             problems.append(f"{label}: {m.value!r} is outside [0, 1]")
     values = {(m.metric, m.param, m.statistic, m.attack): m.value for m in output.metrics}
     for e in output.examples:
