@@ -55,10 +55,13 @@ max_images = 16
 
 
 class SmallCNN(nn.Module):
-    """An outside architecture: nothing of the zoo's (no taps, no layer weights)."""
+    """An outside architecture: nothing of the zoo's (no taps, no layer weights). ``noise``: a
+    randomized input layer even in eval mode; ``batch_stats``: batch-norm always on the batch's
+    statistics (two ways an outside model is irreproducible)."""
 
-    def __init__(self, channels: int = 1, classes: int = 10):
+    def __init__(self, channels: int = 1, classes: int = 10, noise: bool = False, batch_stats: bool = False):
         super().__init__()
+        self.noise, self.batch_stats = noise, batch_stats
         self.body = nn.Sequential(
             nn.Conv2d(channels, 8, 3, padding=1),
             nn.BatchNorm2d(8),
@@ -72,14 +75,25 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(16, classes)
 
     def forward(self, x):
+        if self.noise:
+            x = x + 0.1 * torch.randn_like(x)
+        if self.batch_stats:
+            x = nn.functional.batch_norm(x, None, None, training=True)
         return self.head(self.body(x))
 
 
-def small_cnn(channels: int = 1, classes: int = 10, fail: bool = False, nan: bool = False) -> nn.Module:
+def small_cnn(
+    channels: int = 1,
+    classes: int = 10,
+    fail: bool = False,
+    nan: bool = False,
+    noise: bool = False,
+    batch_stats: bool = False,
+) -> nn.Module:
     """The factory external cards name ('test_external:small_cnn')."""
     if fail:
         raise RuntimeError("cannot build this network")
-    model = SmallCNN(channels, classes)
+    model = SmallCNN(channels, classes, noise, batch_stats)
     if nan:
         model.head.bias.data[0] = float("nan")
     return model
@@ -321,6 +335,18 @@ def test_an_rgb_model_on_colour_cifar_runs_every_evaluation_kind(tmp_path, monke
         ),
         (external_card("python", "cnn.pt", factory="test_external:no_such"), "cannot import"),
         (external_card("python", "nan.pt", factory="test_external:small_cnn"), "non-finite"),
+        (
+            external_card(
+                "python", "cnn.pt", factory="test_external:small_cnn", extra="[source.kwargs]\nnoise = true\n"
+            ),
+            "twice in a row",
+        ),
+        (
+            external_card(
+                "python", "cnn.pt", factory="test_external:small_cnn", extra="[source.kwargs]\nbatch_stats = true\n"
+            ),
+            "in a batch of",
+        ),
         (
             external_card(
                 "python", "seven.pt", factory="test_external:small_cnn", extra="[source.kwargs]\nclasses = 7\n"

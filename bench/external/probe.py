@@ -31,13 +31,21 @@ def check_contract(card: ExternalCard, ds: ImageDataset) -> None:
         )
 
 
+# logits of the same image may differ by float rounding between batch sizes (another BLAS
+# kernel), never by more: a real dependence (batch statistics, random layers) is far larger
+STABLE_RTOL, STABLE_ATOL = 1e-3, 1e-4
+
+
 def check_outputs(card: ExternalCard, model: nn.Module, x: torch.Tensor, num_classes: int, batch_size: int) -> None:
     """A forward pass over ``x`` (the evaluation images, [0,1]): float logits of shape
     (N, classes), finite everywhere. A batch of 3 first, so a program exported with a fixed batch
-    size fails here rather than inside an attack."""
+    size fails here rather than inside an attack. Then the same 3 images again, alone and
+    inside the first full batch: a model whose logits change between calls or with the batch
+    (random layers, batch statistics) makes every attack and accuracy irreproducible."""
     where = card.path
     dev = next((b.device for b in model.buffers()), torch.device("cpu"))
     batches = [x[:3], *x.split(batch_size)]
+    outputs = []
     with torch.no_grad():
         for batch in batches:
             try:
@@ -63,3 +71,24 @@ def check_outputs(card: ExternalCard, model: nn.Module, x: torch.Tensor, num_cla
                     f"{where}: the model returns non-finite logits (NaN or inf) on clean test images; "
                     "check its weights and input contract (range, mean/std)"
                 )
+            outputs.append(out)
+        again = model(x[:3].to(dev))
+    check_stable(where, outputs[0], again, outputs[1][:3], len(batches[1]))
+
+
+def check_stable(where, first: torch.Tensor, again: torch.Tensor, in_batch: torch.Tensor, batch: int) -> None:
+    """The same images twice, and inside a batch of ``batch``, give the same logits (to rounding)."""
+    for other, what, fix in (
+        (again, "twice in a row", "make it deterministic at evaluation (no dropout or noise layers in eval mode)"),
+        (
+            in_batch,
+            f"alone (3 images) and in a batch of {batch}",
+            "make each image's logits independent of its batch (batch-norm statistics frozen: eval mode)",
+        ),
+    ):
+        if not torch.allclose(first, other.to(first.device), rtol=STABLE_RTOL, atol=STABLE_ATOL):
+            gap = float((first - other.to(first.device)).abs().max())
+            raise CardError(
+                f"{where}: the model gives different logits for the same images {what} (up to {gap:.3g} apart); "
+                f"attacks and accuracies would not be reproducible: {fix}"
+            )
