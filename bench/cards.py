@@ -19,6 +19,7 @@ from bench.errors import CardError, UnknownName
 from bench.external import ExternalCard, parse_external_card
 from bench.models import ARCHITECTURES
 from bench.targets import TargetSpec, validate_target_spec
+from bench.train.adversarial import AdversarialSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # bump when a change of bench/train alters the weights a card produces (2: stimuli exclude the
@@ -95,6 +96,10 @@ class TrainerSpec:
     train_images: Annotated[int, Field(ge=0, le=100_000_000)] = 0  # 0: the whole training split; else a seeded subset
     augment: bool = True  # random crop (pad 4, reflect) + horizontal flip
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0  # a generic regularizer (matched-cost controls)
+    # positive controls (bench.train.adversarial): Gaussian-noise augmentation at [0,1] scale, and
+    # PGD adversarial training (L-inf); each training image gets them after any crop and flip
+    noise_sigma: Annotated[float, Field(ge=0, le=1)] = 0.0
+    adversarial: AdversarialSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,18 @@ class ModelCard:
 
     @property
     def regularizer_label(self) -> str:
-        """'none', 'shuffle' or the target kind: what the leaderboard groups by."""
-        reg = self.regularizer
-        if reg is None or reg.alpha == 0:
-            return "none"
-        return "shuffle" if reg.target.shuffle != "none" else reg.target.kind
+        """'none', 'shuffle' or the target kind (a positive control without a target:
+        'adversarial' or 'noise-augment'): what the leaderboard groups by."""
+        reg, tr = self.regularizer, self.trainer
+        if self.has_target:
+            return "shuffle" if reg.target.shuffle != "none" else reg.target.kind
+        if tr.adversarial is not None:
+            return "adversarial"
+        return "noise-augment" if tr.noise_sigma > 0 else "none"
+
+    @property
+    def has_target(self) -> bool:
+        return self.regularizer is not None and self.regularizer.alpha > 0
 
     @property
     def card_hash(self) -> str:

@@ -14,7 +14,7 @@ def card_target(card: ModelCard, seed: int, data_root: Path | None = None) -> Si
     """The target a card's model of one training seed trains on (None for the baseline): never
     with the card's validation images among its stimuli, and a shuffle control's permutation of
     its own per training seed."""
-    if card.regularizer_label == "none":
+    if not card.has_target:
         return None
     tr = card.trainer
     n = len(load_dataset(card.dataset, data_root).train_y)

@@ -35,6 +35,7 @@ from bench.models import build_model
 from bench.models.resnet import TAPS
 from bench.numerics import Numerics, configure_device, device_label, package_versions, provenance, training_numerics
 from bench.runtime import Progress, Silent, resolve_device
+from bench.train.adversarial import noisy, pgd_batch
 from bench.train.augment import crop_flip
 from bench.train.checkpoint import (
     FORMAT_VERSION,
@@ -426,6 +427,10 @@ def _epoch(run: Run, epoch: int, steps: int, losses) -> dict:
         x, y = data.x[idx], data.y[idx]
         if crop is not None:
             x = crop_flip(x, *crop)
+        if tr.noise_sigma > 0:
+            x = noisy(x, tr.noise_sigma, run.data_gen)
+        if tr.adversarial is not None:
+            x = pgd_batch(run.model, x, y, tr.adversarial, run.data_gen)
         x = x.contiguous(memory_format=run.speed.memory_format)
         sums += train_step(run.model, run.reg, run.opt, x, y, autocast, pairs, losses)
         run.progress.advance()
