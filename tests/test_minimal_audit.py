@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import enter, write_card_root
 from reference_attacks import minimal_l2
+from test_battery import QuantizedInput
 
 from bench.cards import load_model_card, load_suite_card
 from bench.data import eval_subset, load_dataset, to_float
@@ -112,18 +113,9 @@ def test_optimality_is_one_for_the_best_and_zero_for_a_miss():
 def test_a_flat_model_raises_the_gradient_flag(model_and_images):
     """Input quantization (a zero-gradient 'defence') is caught before any attack runs."""
     model, x, y, idx = model_and_images
-
-    class Quantized(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, z):
-            return self.inner(torch.round(z * 4) / 4)
-
     out, _ = l2_distances(
         MinimalParams(attacks=("ddn",), norms=("l2",), options={"ddn": {"steps": 5}}, budget_fractions=()),
-        Quantized(model).eval(),
+        QuantizedInput(model).eval(),
         x,
         y,
         idx,

@@ -203,12 +203,9 @@ class PGD(EpsilonCurveEvaluation):
         p, name = self.params, self.metric.label
         full = dict(out.points(self.metric))
         for fraction in p.budget_fractions:
-            short = PGD(self._fraction(fraction)).run(model, x, y, ctx)
-            for eps, acc in short.points(self.metric):
-                out.metrics.append(Metric(self.metric, eps, f"accuracy at {fraction:g} budget", acc))
-            out.flags += sanity.pgd_convergence_flag(
-                name, fraction, short.points(self.metric), full, p.converged_within
-            )
+            short = PGD(self._fraction(fraction)).run(model, x, y, ctx).points(self.metric)
+            out.metrics += [Metric(self.metric, eps, f"accuracy at {fraction:g} budget", acc) for eps, acc in short]
+            out.flags += sanity.pgd_convergence_flag(name, fraction, short, full, p.converged_within)
         big = sanity_epsilon(p.sanity_epsilon, p.norm, x)
         if big > 0:
             seed = self.point_seed(ctx, ("sanity", big))
