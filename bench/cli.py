@@ -169,6 +169,10 @@ def run(
     gpus: Gpus = None,
     mem: MemGb = None,
     trust_code: TrustCode = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Only these of the suite's seeds, comma-separated (a long suite a few seeds at a time)."),
+    ] = None,
 ) -> None:
     """Train what is missing, evaluate what is missing, print and write the leaderboard."""
     from bench.cards import load_suite_card
@@ -181,6 +185,7 @@ def run(
     trust(trust_code)
 
     card = load_suite_card(suite)
+    chosen = _suite_seeds(card, seeds)
     options = _execution(merged_options, card, executor, workers, threads, address, partition, time, gpus, mem)
     spec = RunSpec(card, workdir, store, device, data_root, deterministic)
     report_destination(reports, card.name)  # a report that cannot be written fails before the work
@@ -188,7 +193,7 @@ def run(
         with _display() as display:
             runner = make_executor(options, spec, RichProgress(display))
             try:
-                summary = run_suite(spec, db, runner)
+                summary = run_suite(spec, db, runner, seeds=chosen)
             finally:
                 runner.close()
         trained = ", ".join(summary.trained) or "none"
@@ -437,28 +442,71 @@ def merge(
     workdir: Workdir = Path(".bench"),
     store: Store = None,
     device: Device = "auto",
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="An export ('bench export') to merge, instead of the workers' cell files."),
+    ] = None,
 ) -> None:
-    """Merge the cell files workers wrote (WORKDIR/cells/) into the results store: each file is
-    checked first (types, ranges, consistency; with SUITE, that it is one of the suite's cells);
-    a refused file is named and left in place, the rest merged. Idempotent, safe to run again
-    and while workers still write."""
+    """Merge the cell files workers wrote (WORKDIR/cells/), or an export (--from FILE), into
+    the results store: each cell is checked first (types, ranges, consistency; with SUITE, that
+    it is one of the suite's cells); a refused one is named, the rest merged. Idempotent, safe
+    to run again and while workers still write."""
     from bench.store.cellfiles import merge as merge_cells
+    from bench.store.export import import_results, read_export
 
+    card = None
+    if suite is not None:
+        from bench.cards import load_suite_card
+
+        card = load_suite_card(suite)
+    lines = read_export(source, card and card.name) if source is not None else []
     with _open_store(workdir, store) as db:
-        expected = None
-        if suite is not None:
-            from bench.cards import load_suite_card
+
+        def expected() -> dict[str, dict] | None:
+            if card is None:
+                return None
             from bench.plan import RunSpec, plan, planned_meta
 
-            card = load_suite_card(suite)
             cells = plan(RunSpec(card, workdir, store, device), db).cells
-            expected = {c.key.digest: planned_meta(card, c) for c in cells if c.key is not None}
-        merged, present, bad = merge_cells(db, workdir, expected)
-    say(f"merged {merged} cell files into {db.path}; {present} were already there")
+            return {c.key.digest: planned_meta(card, c) for c in cells if c.key is not None}
+
+        if source is not None:
+            merged, present, trained, bad = import_results(db, lines, expected)
+            say(f"merged {merged} cells and {trained} training records from {source} into {db.path}; "
+                f"{present} cells were already there")  # fmt: skip
+        else:
+            merged, present, bad = merge_cells(db, workdir, expected())
+            say(f"merged {merged} cell files into {db.path}; {present} were already there")
     for line in bad:
-        out.print(f"[yellow]refused cell file (left in place):[/] {escape(line)}")
+        out.print(
+            f"[yellow]refused {'line of ' + str(source) if source else 'cell file (left in place)'}:[/] {escape(line)}"
+        )
     if bad:
         raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
+    to: Annotated[
+        Path, typer.Option(help="The file to write (gzip'd JSON lines), e.g. reports/SUITE/results.jsonl.gz.")
+    ],
+    workdir: Workdir = Path(".bench"),
+    store: Store = None,
+    device: Device = "auto",
+) -> None:
+    """Write the suite's stored cells and the training records of their checkpoints (no
+    weights) to one file: what 'bench merge SUITE --from FILE' puts into a store on another
+    machine, where the run then resumes with only what is still missing."""
+    from bench.cards import load_suite_card
+    from bench.plan import RunSpec, plan
+    from bench.store.export import export_results
+
+    card = load_suite_card(suite)
+    with _open_store(workdir, store, create=False) as db:
+        todo = plan(RunSpec(card, workdir, store, device), db)
+        cells, trainings = export_results(db, todo, to)
+    say(f"exported {cells} of {len(todo.cells)} cells of {card.name} and {trainings} training records to {to}")
 
 
 @app.command()
@@ -528,6 +576,18 @@ def sweep(
         f"ratio > 1 at Gaussian noise {level:g}, means over seeds {list(seed_list)}, on {measured} validation images); "
         f"wrote {dest}"
     )
+
+
+def _suite_seeds(card, text: str | None) -> tuple[int, ...] | None:
+    """--seeds: a subset of the suite card's seeds (None: all of them)."""
+    if text is None:
+        return None
+    chosen = _int_list(text, "--seeds")
+    if unknown := [s for s in chosen if s not in card.seeds]:
+        raise BenchError(
+            f"--seeds {text!r}: {unknown} are not seeds of suite {card.name!r} ({', '.join(map(str, card.seeds))})"
+        )
+    return chosen
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:

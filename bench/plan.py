@@ -87,9 +87,10 @@ class Subset:
 @dataclass
 class Plan:
     """``cells``: every cell of the suite's seeds, keyed where its checkpoints are known;
-    ``missing``: zoo trainings with no checkpoint file in the workdir (a training known only
-    from the store counts: its cells can be read, not computed); ``pending``: keyed cells not in
-    the store whose checkpoint files exist."""
+    ``missing``: zoo trainings with no checkpoint file in the workdir that a cell not in the
+    store reads (a training known only from the store's record, whose cells are all stored,
+    is read, not retrained: an experiment resumed from an export on another machine);
+    ``pending``: keyed cells not in the store whose checkpoint files exist."""
 
     run: RunSpec
     seeds: tuple[int, ...]
@@ -128,27 +129,27 @@ def plan(
         **stored_external_checkpoints(suite, store, seeds),
         **(known or {}),
     }
+    cells = plan_cells(suite, subset_size(ds, suite), seeds)
+    subsets = subsets_of(suite, ds, cells)
+    numerics = evaluation_numerics(dev)
+    pending, stored, needed = [], 0, set()
+    for cell in cells:
+        cell.key = cell_key(suite, cell, checkpoints, subsets[cell.n_images].digest, numerics)
+        if cell.key is not None and store.has(cell.key):
+            stored += 1
+            continue
+        if only is not None and cell.card.name not in only:
+            continue
+        needed.update((name, cell.seed) for name in cell.reads)
+        if cell.key is not None and all(checkpoints[(name, cell.seed)][0] is not None for name in cell.reads):
+            pending.append(cell)
     missing = [
         (c, s)
         for c in suite.cards
         if not c.external
         for s in seeds
-        if checkpoints.get((c.name, s), (None, ""))[0] is None
+        if checkpoints.get((c.name, s), (None, ""))[0] is None and (c.name, s) in needed
     ]
-    cells = plan_cells(suite, subset_size(ds, suite), seeds)
-    subsets = subsets_of(suite, ds, cells)
-    numerics = evaluation_numerics(dev)
-    pending, stored = [], 0
-    for cell in cells:
-        cell.key = cell_key(suite, cell, checkpoints, subsets[cell.n_images].digest, numerics)
-        if cell.key is None:
-            continue
-        if store.has(cell.key):
-            stored += 1
-        elif (only is None or cell.card.name in only) and all(
-            checkpoints[(name, cell.seed)][0] is not None for name in cell.reads
-        ):
-            pending.append(cell)
     return Plan(run, seeds, cells, checkpoints, missing, pending, subsets, stored, ds.num_classes)
 
 

@@ -207,42 +207,15 @@ def test_bad_cluster_settings_are_one_error_line(root):
 def test_cell_files_round_trip_and_merging_is_idempotent(root, serial, tmp_path):
     """Every stored cell written as a file and merged into a new store gives the same rows;
     merging again adds nothing; a damaged file is reported and left in place."""
-    import torch
-
-    from bench.evals.base import EvalOutput, Example, Metric
-    from bench.evals.reporting import MetricId
-    from bench.store import CellKey, ResultStore
+    from bench.store import ResultStore
 
     source = ResultStore(root / "w-serial" / "results.sqlite")
-    work, fields = tmp_path / "w", list(CellKey.__dataclass_fields__)
+    work = tmp_path / "w"
     digests = [r["key"] for r in source._dicts("SELECT key FROM cells ORDER BY key")]
     for digest in digests:
-        cell = source.cell(digest)
-        key = CellKey(**{f: cell[f] for f in fields})
+        key, meta, out = source.stored_cell(digest)
         assert key.digest == digest
-        out = EvalOutput(notes={"n": 1}, flags=["f"])
-        out.metrics = [
-            Metric(MetricId(m["metric"], m["source"]), m["param"], m["statistic"], m["value"], m["attack"])
-            for m in source.cell_metrics(digest)
-        ]
-        out.examples = [
-            Example(metric, param, stat, torch.tensor(v), attack)
-            for (metric, param, stat, attack), v in source.cell_examples(digest).items()
-        ]
-        meta = {
-            k: cell[k]
-            for k in (
-                "regularizer",
-                "arch",
-                "dataset",
-                "n_images",
-                "cell_seed",
-                "packages",
-                "device",
-                "seconds",
-                "provenance",
-            )
-        }
+        out.notes, out.flags = {"n": 1}, ["f"]
         write_cell_file(work, key, meta, out)
     (cells_dir(work) / "junk.json").write_text("{not json")
     target = ResultStore(tmp_path / "merged.sqlite")

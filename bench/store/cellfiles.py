@@ -136,13 +136,20 @@ def read_cell(path: Path, expected: dict[str, dict] | None = None) -> tuple[Cell
     key, meta, output = decode(text)
     if path.stem != key.digest:
         raise ValueError(f"named {path.stem} but holds cell {key.digest}")
-    if expected is not None:
-        if key.digest not in expected:
-            raise ValueError(f"not a cell of this plan (suite {key.suite!r}, model {key.model!r})")
-        wrong = [k for k, v in expected[key.digest].items() if meta.get(k) != v]
-        if wrong:
-            raise ValueError(f"its {', '.join(wrong)} differ from the plan's")
+    check_planned(key, meta, expected)
     return key, meta, output
+
+
+def check_planned(key: CellKey, meta: dict, expected: dict[str, dict] | None) -> None:
+    """With ``expected`` (digest -> the meta a plan fixes), a cell must be one of the plan's
+    and agree with it; ValueError says how it does not."""
+    if expected is None:
+        return
+    if key.digest not in expected:
+        raise ValueError(f"not a cell of this plan (suite {key.suite!r}, model {key.model!r})")
+    wrong = [k for k, v in expected[key.digest].items() if meta.get(k) != v]
+    if wrong:
+        raise ValueError(f"its {', '.join(wrong)} differ from the plan's")
 
 
 def merge(store: ResultStore, workdir: Path, expected: dict[str, dict] | None = None) -> tuple[int, int, list[str]]:

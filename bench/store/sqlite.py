@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bench.errors import BenchError
-from bench.evals.base import EvalOutput
+from bench.evals.base import EvalOutput, Example, Metric
 from bench.evals.reporting import MetricId
 
 SCHEMA = """
@@ -52,6 +53,11 @@ CREATE TABLE IF NOT EXISTS trainings (
 CREATE INDEX IF NOT EXISTS metrics_key ON metrics(key);
 CREATE INDEX IF NOT EXISTS cells_suite ON cells(suite, suite_version);
 """
+TRAINING_COLUMNS = (
+    "model", "card_hash", "seed", "checkpoint_hash", "regularizer", "best_epoch", "layer_weights", "history",
+    "target", "seconds", "device", "packages", "numerics", "provenance", "taps",
+)  # fmt: skip
+CELL_META = ("regularizer", "arch", "dataset", "n_images", "cell_seed", "packages", "device", "seconds", "provenance")
 # value REAL: NULL is NaN (SQLite stores a bound NaN as NULL; a similarity of a constant feature
 # map is NaN by design). SCHEMA_VERSION is PRAGMA user_version: 2 made value nullable.
 SCHEMA_VERSION = 2
@@ -298,6 +304,38 @@ class ResultStore:
                     json.dumps(ckpt.get("taps", [])),
                 ),
             )
+
+    def write_training_record(self, row: dict) -> bool:
+        """A training record as another store wrote it (bench merge --from): inserted where the
+        same (model, card, seed, checkpoint) is not recorded yet; returns whether it was."""
+        with self._errors("write"), self._immediate():
+            if self.has_training(row["model"], row["card_hash"], row["seed"], row["checkpoint_hash"]):
+                return False
+            names = ", ".join(TRAINING_COLUMNS)
+            self.conn.execute(
+                f"INSERT INTO trainings ({names}) VALUES ({', '.join('?' * len(TRAINING_COLUMNS))})",
+                tuple(row[c] for c in TRAINING_COLUMNS),
+            )
+            return True
+
+    def stored_cell(self, digest: str) -> tuple[CellKey, dict, EvalOutput] | None:
+        """A stored cell as its computer returned it: key, meta (what write_cell takes beside
+        the key) and output, so that it can be written elsewhere (bench export)."""
+        row = self.cell(digest)
+        if row is None:
+            return None
+        key = CellKey(**{f: row[f] for f in CellKey.__dataclass_fields__})
+        meta = {f: row[f] for f in CELL_META}
+        out = EvalOutput(notes=json.loads(row["notes"]), flags=json.loads(row["flags"]))
+        out.metrics = [
+            Metric(MetricId(m["metric"], m["source"]), m["param"], m["statistic"], m["value"], m["attack"])
+            for m in self.cell_metrics(digest)
+        ]
+        out.examples = [
+            Example(metric, param, statistic, torch.as_tensor(values, dtype=torch.float64), attack)
+            for (metric, param, statistic, attack), values in self.cell_examples(digest).items()
+        ]
+        return key, meta, out
 
     def _dicts(self, sql: str, args: tuple = ()) -> list[dict]:
         with self._errors("read"):

@@ -58,17 +58,52 @@ class MetaModel:
     provenance: Text = "{}"
 
 
+@dataclass(frozen=True)
+class TrainingModel:
+    """A training record (no weights): what the leaderboard's training columns and a plan's
+    checkpoint hashes read."""
+
+    __pydantic_config__ = _STRICT
+    model: Text
+    card_hash: Text
+    seed: BigInt
+    checkpoint_hash: Text
+    regularizer: Text
+    best_epoch: Annotated[int, Field(ge=0, le=1_000_000)]
+    layer_weights: Text
+    history: Text
+    target: Text
+    seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    device: Text
+    packages: Text
+    numerics: Text
+    provenance: Text
+    taps: Text
+
+
 def typed_problems(key: dict, meta: dict) -> list[str]:
     """The key and meta of a cell file against their typed models: one line per field."""
-    problems = []
-    for name, model, data in (("key", KeyModel, key), ("meta", MetaModel, meta)):
-        try:
-            TypeAdapter(model).validate_json(json.dumps(data))
-        except ValidationError as exc:
-            for e in exc.errors():
-                where = ".".join(str(p) for p in e["loc"]) or name
-                problems.append(f"{name}.{where}: {e['msg']}")
+    return _problems("key", KeyModel, key) + _problems("meta", MetaModel, meta)
+
+
+def training_problems(row: dict) -> list[str]:
+    """A training record against its typed model; its JSON columns must parse."""
+    problems = _problems("training", TrainingModel, row)
+    for column in ("layer_weights", "history", "taps", "packages", "provenance"):
+        if not problems:
+            try:
+                json.loads(row[column])
+            except (json.JSONDecodeError, RecursionError):
+                problems.append(f"training.{column}: not JSON")
     return problems
+
+
+def _problems(name: str, model: type, data) -> list[str]:
+    try:
+        TypeAdapter(model).validate_json(json.dumps(data))
+    except ValidationError as exc:
+        return [f"{name}.{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}" for e in exc.errors()]
+    return []
 
 
 def _label(number) -> str:
