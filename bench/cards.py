@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from bench.config import identity_hash, parse, read_toml
-from bench.data import DATASETS
+from bench.data import is_dataset_card
 from bench.errors import CardError, UnknownName
 from bench.external import ExternalCard, parse_external_card
 from bench.models import ARCHITECTURES
@@ -161,6 +161,10 @@ class ModelCard:
         """The training recipe only (a new description or seed list does not retrain), and the
         trainer's version (a change of training code that alters weights does)."""
         recipe = {f: getattr(self, f) for f in ("arch", "dataset", "width", "input_scale", "trainer", "regularizer")}
+        if is_dataset_card(self.dataset):  # a user's files: changed data is a new recipe
+            from bench.data.card import dataset_fingerprint
+
+            recipe["dataset_digest"] = dataset_fingerprint(self.dataset)
         return identity_hash({**recipe, "trainer_version": TRAINER_VERSION})
 
 
@@ -178,7 +182,7 @@ def load_model_card(name: str) -> ModelCard | ExternalCard:
             raise CardError(f"{where}: key 'source' must be a table (kind, path, ...)")
         card = parse_external_card(raw, where, path.stem)
         if card.dataset:
-            DATASETS.get(card.dataset, f"{where}: key 'dataset'")
+            is_dataset_card(card.dataset, f"{where}: key 'dataset'")
         return card
     target_table = None
     if isinstance(raw.get("regularizer"), dict):
@@ -191,7 +195,7 @@ def load_model_card(name: str) -> ModelCard | ExternalCard:
     if repeated:
         raise CardError(f"{where}: key 'seeds' lists {repeated} more than once; list each once")
     ARCHITECTURES.get(card.arch, f"{where}: key 'arch'")
-    DATASETS.get(card.dataset, f"{where}: key 'dataset'")
+    is_dataset_card(card.dataset, f"{where}: key 'dataset'")
     if card.regularizer is not None:
         spec: TargetSpec = validate_target_spec(target_table, where, "regularizer.target")
         card = dataclasses.replace(card, regularizer=dataclasses.replace(card.regularizer, target=spec))
@@ -350,7 +354,7 @@ def load_suite_card(name: str) -> SuiteCard:
         if key in raw:
             raise CardError(f"{where}: unknown key '{key}'")
     suite = parse(SuiteCard, raw, where)
-    DATASETS.get(suite.dataset, f"{where}: key 'dataset'")
+    is_dataset_card(suite.dataset, f"{where}: key 'dataset'")
     evals = []
     for n, table in enumerate(suite.evaluations):
         prefix = f"evaluations[{n}]"

@@ -16,7 +16,7 @@ import torch
 
 from bench.cards import EvalSpec, ModelCard, SuiteCard
 from bench.config import canonical_json
-from bench.data import ImageDataset, eval_subset, load_dataset, to_float, train_val_split
+from bench.data import ImageDataset, eval_subset, is_dataset_card, load_dataset, to_float, train_val_split
 from bench.errors import BenchError, CheckpointError
 from bench.evals import EVALUATIONS, Evaluation
 from bench.evals.clean import CleanParams
@@ -183,8 +183,16 @@ def evaluation_pool(ds: ImageDataset, suite: SuiteCard) -> tuple[torch.Tensor, t
 
 
 def subset_size(ds: ImageDataset, suite: SuiteCard) -> int:
-    """How many images the suite evaluates: its subset size, at most its split's."""
-    return min(suite.subset.size, len(evaluation_pool(ds, suite)[1]))
+    """How many images the suite evaluates: its subset size, at most its split's. A dataset
+    card's split smaller than the subset is an error: the user's numbers would silently rest on
+    fewer images than the card says."""
+    available = len(evaluation_pool(ds, suite)[1])
+    if suite.subset.size > available and is_dataset_card(suite.dataset):
+        raise BenchError(
+            f"{suite.path or suite.name}: key 'subset.size' = {suite.subset.size}, but dataset {suite.dataset!r} has "
+            f"{available} images in its {suite.subset.split} split; lower subset.size or add images"
+        )
+    return min(suite.subset.size, available)
 
 
 def subset_for(ds: ImageDataset, suite: SuiteCard, n: int) -> Subset:

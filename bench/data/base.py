@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from bench.errors import UnknownName
 from bench.registry import Registry
 
 
@@ -43,7 +44,25 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(name: str, data_root: Path | None = None, where: str = "") -> ImageDataset:
+    """A registered dataset, or one declared by a dataset card (bench.data.card)."""
+    if is_dataset_card(name, where):
+        from bench.data.card import load_card_dataset
+
+        return load_card_dataset(name)
     return DATASETS.get(name, where)(data_root)
+
+
+def is_dataset_card(name: str, where: str = "") -> bool:
+    """Whether ``name`` is a dataset card's (checked as it loads); UnknownName, listing both
+    kinds, where it is neither a card's nor a registered dataset's."""
+    if name in DATASETS:
+        return False
+    from bench.data.card import dataset_card_names, load_dataset_card
+
+    if name not in dataset_card_names():
+        raise UnknownName("dataset", name, sorted({*DATASETS.names(), *dataset_card_names()}), where)
+    load_dataset_card(name)
+    return True
 
 
 def search_roots(data_root: Path | None) -> list[Path]:
