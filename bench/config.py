@@ -68,10 +68,20 @@ def parse(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> T
         raise CardError(_format_error(exc, where, prefix)) from None
 
 
+# field metadata of an option added after results were stored under keys that lack it: at its
+# default it is left out of as_dict (so of cell keys), and every stored cell keeps its key
+ADDED = {"added": True}
+
+
 def as_dict(obj: Any) -> Any:
-    """JSON-ready form of a (nested) dataclass, for hashing and storage."""
+    """JSON-ready form of a (nested) dataclass, for hashing and storage; an ``ADDED`` field at
+    its default is left out."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: as_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get("added") and as_dict(getattr(obj, f.name)) == as_dict(_default(f)))
+        }
     if isinstance(obj, (list, tuple)):
         return [as_dict(v) for v in obj]
     if isinstance(obj, dict):

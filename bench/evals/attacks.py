@@ -14,15 +14,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from pydantic import ConfigDict, Field
 
+from bench.config import ADDED
 from bench.registry import Registry
 
-Norm = Literal["linf", "l2"]
+Norm = Literal["linf", "l2"]  # fixed-epsilon attacks (PGD, transfer, AutoAttack)
+MinimalNorm = Literal["linf", "l2", "l1"]  # the minimal-perturbation ensemble also measures L1 (sparse changes)
 Steps = Annotated[int, Field(ge=1, le=1_000_000)]
 Positive = Annotated[float, Field(gt=0, le=1e3)]
 _FORBID = ConfigDict(extra="forbid")
@@ -48,8 +50,10 @@ def foolbox():
     return fb
 
 
-def distances(x: torch.Tensor, adv: torch.Tensor, norm: Norm) -> torch.Tensor:
+def distances(x: torch.Tensor, adv: torch.Tensor, norm: MinimalNorm) -> torch.Tensor:
     d = (adv - x).flatten(1)
+    if norm == "l1":
+        return d.abs().sum(dim=1)
     return d.abs().amax(dim=1) if norm == "linf" else d.norm(dim=1)
 
 
@@ -59,17 +63,17 @@ class StepsParams:
     steps: Steps = 50
     # run in these of the evaluation's norms only (empty: all it has), e.g. FMN for L-inf where
     # DDN, which has no L-inf, covers L2
-    norms: tuple[Norm, ...] = ()
+    norms: tuple[MinimalNorm, ...] = ()
 
 
 class MinimalAttack(ABC):
     name: ClassVar[str]
     Params: ClassVar[type] = StepsParams
-    norms: ClassVar[tuple[Norm, ...]] = ("l2", "linf")
+    norms: ClassVar[tuple[MinimalNorm, ...]] = ("l2", "linf")
     access: ClassVar[Literal["white-box", "black-box"]] = "white-box"
     needs_start: ClassVar[bool] = False  # needs an adversarial starting point per image
 
-    def __init__(self, params: Any, norm: Norm):
+    def __init__(self, params: Any, norm: MinimalNorm):
         self.params, self.norm = params, norm
 
     def scaled(self, fraction: float) -> MinimalAttack:
@@ -78,7 +82,7 @@ class MinimalAttack(ABC):
         return type(self)(dataclasses.replace(self.params, steps=steps), self.norm)
 
     @classmethod
-    def runs_in(cls, params: Any, norm: Norm) -> bool:
+    def runs_in(cls, params: Any, norm: MinimalNorm) -> bool:
         return norm in cls.norms and (not params.norms or norm in params.norms)
 
     def describe(self) -> str:
@@ -111,7 +115,7 @@ def register(name: str):
     return decorator
 
 
-def _foolbox_class(names: dict[str, str], norm: Norm):
+def _foolbox_class(names: dict[str, str], norm: MinimalNorm):
     return getattr(foolbox().attacks, names[norm])
 
 
@@ -144,16 +148,18 @@ class FMNParams(StepsParams):
     # images: the estimate then stops improving with more steps
     max_stepsize_l2: Positive = 0.1
     max_stepsize_linf: Positive = 1.0
+    max_stepsize_l1: Positive = field(default=1.0, metadata=ADDED)  # Foolbox's default
 
 
 @register("fmn")
 class FMN(Minimization):
     Params = FMNParams
-    classes = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack"}
+    classes = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack", "l1": "L1FMNAttack"}
+    norms = ("l2", "linf", "l1")
 
     def options(self):
         p = self.params
-        return {"steps": p.steps, "max_stepsize": p.max_stepsize_l2 if self.norm == "l2" else p.max_stepsize_linf}
+        return {"steps": p.steps, "max_stepsize": getattr(p, f"max_stepsize_{self.norm}")}
 
 
 @dataclass(frozen=True)
@@ -286,6 +292,7 @@ class FMNRefine(Refinement):
 
     Params = FMNParams
     classes = FMN.classes
+    norms = FMN.norms
     options = FMN.options
 
     def schedule_length(self) -> int:
@@ -301,13 +308,48 @@ class BrendelBethgeParams(StepsParams):
 @register("brendel-bethge")
 class BrendelBethge(Refinement):
     Params = BrendelBethgeParams
-    classes = {"l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}
+    classes = {"l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack", "l1": "L1BrendelBethgeAttack"}
+    norms = ("l2", "linf", "l1")
 
     def options(self):
         return {"steps": self.params.steps, "binary_search_steps": self.params.binary_search_steps}
 
     def schedule_length(self) -> int:
         return self.params.steps + self.params.binary_search_steps  # the search towards the start, then the steps
+
+
+@dataclass(frozen=True)
+class EADParams(StepsParams):
+    steps: Steps = 1000  # per binary-search step, with Foolbox's early abort
+    binary_search_steps: Annotated[int, Field(ge=1, le=100)] = 9
+    regularization: Annotated[float, Field(gt=0, le=10)] = 0.01  # beta, the L1 weight of the elastic net
+    initial_const: Annotated[float, Field(gt=0, le=1e4)] = 0.001
+
+
+@register("ead")
+class EAD(Minimization):
+    """Elastic-net attack (Chen et al. 2018), L1 only, with the L1 decision rule: a second L1
+    minimizer beside FMN-L1, from another loss (Carlini-Wagner margin with an elastic net)."""
+
+    Params = EADParams
+    classes = {"l1": "EADAttack"}
+    norms = ("l1",)
+
+    def options(self):
+        p = self.params
+        return {
+            "steps": p.steps,
+            "binary_search_steps": p.binary_search_steps,
+            "regularization": p.regularization,
+            "initial_const": p.initial_const,
+            "decision_rule": "L1",
+        }
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.params.binary_search_steps} x {self.params.steps} steps)"
+
+    def schedule_length(self) -> int:
+        return self.params.binary_search_steps * self.params.steps
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ import pandas as pd
 import torch
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
+from bench.config import ADDED
 from bench.evals import sanity
-from bench.evals.attacks import MINIMAL_ATTACKS, MaxImages, MinimalAttack, Norm, distances, foolbox
+from bench.evals.attacks import MINIMAL_ATTACKS, MaxImages, MinimalAttack, MinimalNorm, distances, foolbox
 from bench.evals.base import EvalContext, EvalOutput, Evaluation, Example, Metric, forked_rng, predict
 from bench.evals.reporting import Curve, DetailTable, MetricId, ReportSpec, Summary
 from bench.seeds import sub_seed
@@ -52,9 +53,10 @@ class MinimalParams:
         "boundary",
         "hopskipjump",
     )
-    norms: Annotated[tuple[Norm, ...], Field(min_length=1)] = ("l2", "linf")
+    norms: Annotated[tuple[MinimalNorm, ...], Field(min_length=1)] = ("l2", "linf")
     curve_epsilons_l2: Epsilons = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
     curve_epsilons_linf: Epsilons = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+    curve_epsilons_l1: Epsilons = field(default=(0.0, 1.0, 2.5, 5.0, 10.0, 20.0), metadata=ADDED)
     masking_factor: Annotated[float, Field(gt=0, le=1)] = 0.5  # black-box < factor x white-box: masking sign
     masking_limit: Annotated[float, Field(ge=0, le=1)] = 0.02  # ... on more than this fraction of images
     # convergence: the whole chain again at these fractions of every attack's steps, on fresh state;
@@ -108,13 +110,13 @@ def quantile(d: np.ndarray, q: float) -> float:
     return float("inf") if np.isnan(v) else v
 
 
-def nearest_other_class(x: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, norm: Norm) -> torch.Tensor:
+def nearest_other_class(x: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, norm: MinimalNorm) -> torch.Tensor:
     """Per image, the index of the closest evaluation image the model assigns to another class
     than the label (-1 if none): a deterministic adversarial start for decision-based attacks."""
     flat = x.flatten(1)
     idx = torch.full((len(x),), -1, dtype=torch.long)
     for s in range(0, len(x), 256):
-        d = torch.cdist(flat[s : s + 256], flat, p=float("inf") if norm == "linf" else 2.0)
+        d = torch.cdist(flat[s : s + 256], flat, p={"linf": float("inf"), "l2": 2.0, "l1": 1.0}[norm])
         d[pred.unsqueeze(0) == y[s : s + 256].unsqueeze(1)] = float("inf")
         val, arg = d.min(dim=1)
         idx[s : s + 256] = torch.where(torch.isfinite(val), arg, torch.full_like(arg, -1))
@@ -257,7 +259,7 @@ class Minimal(Evaluation):
             ),
         )
 
-    def attacks_for(self, norm: Norm) -> list[MinimalAttack]:
+    def attacks_for(self, norm: MinimalNorm) -> list[MinimalAttack]:
         p = self.params
         return [
             MINIMAL_ATTACKS.get(a)(p.options[a], norm)
@@ -359,7 +361,7 @@ class Minimal(Evaluation):
             float(np.median(state.distance.numpy())),
         )
 
-    def _convergence(self, norm: Norm, full: RunningBest, model, fmodel, counted, x, y, ctx, out: EvalOutput) -> None:
+    def _convergence(self, norm: MinimalNorm, full: RunningBest, model, fmodel, counted, x, y, ctx, out: EvalOutput) -> None:
         """The chain again at each budget fraction, from scratch (the same random streams: common
         random numbers sharpen the comparison): its median against the full budget's."""
         metric, final = MetricId(f"minimal-{norm}"), float(np.median(full.distance.numpy()))
@@ -378,7 +380,7 @@ class Minimal(Evaluation):
 
     def _report(
         self,
-        norm: Norm,
+        norm: MinimalNorm,
         state: RunningBest,
         runs: dict[str, AttackRun],
         attacks: list[MinimalAttack],
