@@ -362,6 +362,12 @@ def load_suite_card(name: str) -> SuiteCard:
             raise CardError(f"{where}: '{prefix}' must be a table with a string key 'kind'")
         ev = EVALUATIONS.get(table["kind"], f"{where}: key '{prefix}.kind'")
         params = parse(ev.Params, ev.prepare({k: v for k, v in table.items() if k != "kind"}), where, prefix)
+        reference = getattr(params, "reference", "")  # a table's reference model (corruptions' mCE)
+        if reference and reference not in suite.models:
+            raise CardError(
+                f"{where}: key '{prefix}.reference': model {reference!r} is not one of the suite's models "
+                f"{list(suite.models)}; name one of them"
+            )
         for source in ev(params).sources():
             if source not in suite.models:
                 raise CardError(

@@ -472,3 +472,46 @@ def test_every_minimal_attack_in_every_norm_it_declares(attack, norm):
         assert float(best[torch.isfinite(best)].median()) < 2.0, best
     if (attack, norm) in (("fmn", "l1"), ("ead", "l1")):
         assert float(own[finite].median()) < 1.15, own
+
+
+def test_mce_and_relative_mce_against_the_reference():
+    """A model with half the reference's error on every corruption has mCE 50%; with the same
+    corruption error but a clean error closer to it, a smaller relative mCE (errors added by the
+    corruption, Hendrycks & Dietterich)."""
+    from bench.evals.corruptions import corruption_error_table, corruption_errors
+
+    rows = []
+    for model, scale, clean_err in (("ref", 1.0, 0.1), ("half", 0.5, 0.05), ("same", 1.0, 0.3)):
+        for seed in (0, 1):
+            rows.append(
+                {
+                    "model": model,
+                    "seed": seed,
+                    "metric": "clean",
+                    "param": None,
+                    "statistic": "accuracy",
+                    "value": 1 - clean_err,
+                }
+            )
+            for c, base in (("corruption-a", 0.4), ("corruption-b", 0.6)):
+                for severity in (1.0, 2.0):
+                    err = scale * base * severity / 2
+                    rows.append(
+                        {
+                            "model": model,
+                            "seed": seed,
+                            "metric": c,
+                            "param": severity,
+                            "statistic": "accuracy",
+                            "value": 1 - err,
+                        }
+                    )
+    df = pd.DataFrame(rows).assign(source="")
+    errors = corruption_errors(df, "ref").set_index(["model", "seed"])
+    assert errors.loc[("ref", 0), "mCE"] == pytest.approx(1.0) and errors.loc[("half", 1), "mCE"] == pytest.approx(0.5)
+    assert errors.loc[("same", 0), "mCE"] == pytest.approx(1.0)
+    # relative: corruption a adds 0.2+0.4-2*0.1 = 0.4 for ref and 0.6-0.6 = 0 for 'same'; b adds 0.7 and 0.3
+    assert errors.loc[("same", 0), "relative mCE"] == pytest.approx((0 / 0.4 + 0.3 / 0.7) / 2)
+    table = corruption_error_table(df, ["ref", "half", "same"], reference="")
+    assert list(table["reference"]) == ["ref"] * 3 and table.loc[1, "mCE"] == "50.0 ± 0.0"
+    assert corruption_error_table(df, ["ref"], reference="nobody").empty

@@ -5,7 +5,8 @@ clean sets) where a user has them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ import torch
 from pydantic import AfterValidator, ConfigDict, Field
 from torchvision.transforms.v2 import functional as TF
 
+from bench.config import ADDED
 from bench.data.base import search_roots
 from bench.errors import DataNotFound
 from bench.evals import sanity
@@ -46,6 +48,9 @@ class CorruptionParams:
     # generate: on the fly; files: the real CIFAR-C files (error if absent); auto: files if found
     source: Literal["generate", "files", "auto"] = "generate"
     max_images: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    # the reference model of the corruption error (mCE, relative mCE): a model of the suite;
+    # "" = the suite's first model (its usual baseline)
+    reference: str = field(default="", metadata=ADDED)
 
 
 def find_files(dataset: str, data_root) -> Path | None:
@@ -99,7 +104,18 @@ class Corruptions(Evaluation):
         return ReportSpec(
             curves,
             (Summary("corruptions mean", MEAN, "mean accuracy", "mean accuracy", "mean-difference"),),
-            (DetailTable("Corruptions (accuracy %, mean over severities)", "", corruption_table),),
+            (
+                DetailTable("Corruptions (accuracy %, mean over severities)", "", corruption_table),
+                DetailTable(
+                    "Corruption error relative to a reference model (%)",
+                    "mCE: each corruption's error summed over severities over the reference's (its mean over "
+                    "seeds), averaged over corruptions; relative mCE: the same for the error added to the clean "
+                    "error (Hendrycks & Dietterich 2019). Mean ± SEM over the model's seeds; the reference's "
+                    "own row is about 100 by construction. Clean error from the suite's clean evaluation.",
+                    functools.partial(corruption_error_table, reference=self.params.reference),
+                    with_clean=True,
+                ),
+            ),
         )
 
     def work(self, n_images: int) -> int:
@@ -163,4 +179,47 @@ def corruption_table(rows: pd.DataFrame, models: list[str]) -> pd.DataFrame:
                 **{m.split("-", 1)[1]: f"{v * 100:.1f}" for m, v in per.items()},
             }
         )
+    return pd.DataFrame(out)
+
+
+def corruption_errors(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per model and seed: mCE and relative mCE against ``reference`` (its errors averaged over
+    its seeds), as fractions. Needs the corruption accuracies and the clean accuracy rows."""
+    acc = rows[rows["metric"].str.startswith("corruption-") & (rows["statistic"] == "accuracy")]
+    clean = rows[(rows["metric"] == "clean") & (rows["statistic"] == "accuracy")]
+    err = 1 - acc.groupby(["model", "seed", "metric", "param"])["value"].mean()
+    clean_err = 1 - clean.groupby(["model", "seed"])["value"].mean()
+    if reference not in err.index.get_level_values("model"):
+        return pd.DataFrame(columns=["model", "seed", "mCE", "relative mCE"])
+    ref = err.xs(reference, level="model").groupby(["metric", "param"]).mean()
+    ref_per = ref.groupby("metric").sum()
+    ref_added = (ref - clean_err.xs(reference, level="model").mean()).groupby("metric").sum()
+    out = []
+    for (model, seed), e in err.groupby(["model", "seed"]):
+        per = e.droplevel(["model", "seed"]).groupby("metric").sum()
+        n_sev = e.groupby("metric").size()
+        added = per - n_sev * clean_err.get((model, seed), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = (added / ref_added.where(ref_added > 0)).mean()
+        out.append({"model": model, "seed": seed, "mCE": (per / ref_per).mean(), "relative mCE": rel})
+    return pd.DataFrame(out)
+
+
+def corruption_error_table(rows: pd.DataFrame, models: list[str], reference: str = "") -> pd.DataFrame:
+    from bench.stats import mean_sem
+
+    reference = reference or (models[0] if models else "")
+    errors = corruption_errors(rows, reference)
+    out = []
+    for model in models:
+        d = errors[errors["model"] == model]
+        if d.empty:
+            continue
+        row = {"model": model, "reference": reference, "seeds": len(d)}
+        for column in ("mCE", "relative mCE"):
+            m, sem, n = mean_sem(d[column].to_numpy(float))
+            row[column] = (
+                "n/a" if not np.isfinite(m) else f"{m * 100:.1f} ± {sem * 100:.1f}" if n > 1 else f"{m * 100:.1f}"
+            )
+        out.append(row)
     return pd.DataFrame(out)

@@ -361,7 +361,9 @@ class Minimal(Evaluation):
             float(np.median(state.distance.numpy())),
         )
 
-    def _convergence(self, norm: MinimalNorm, full: RunningBest, model, fmodel, counted, x, y, ctx, out: EvalOutput) -> None:
+    def _convergence(
+        self, norm: MinimalNorm, full: RunningBest, model, fmodel, counted, x, y, ctx, out: EvalOutput
+    ) -> None:
         """The chain again at each budget fraction, from scratch (the same random streams: common
         random numbers sharpen the comparison): its median against the full budget's."""
         metric, final = MetricId(f"minimal-{norm}"), float(np.median(full.distance.numpy()))

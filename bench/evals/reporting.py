@@ -81,6 +81,7 @@ class DetailTable:
     title: str
     note: str
     build: Callable[[pd.DataFrame, list[str]], pd.DataFrame]  # (this evaluation's result rows, models) -> table
+    with_clean: bool = False  # its rows include the clean accuracy rows (a table relative to clean error)
 
 
 @dataclass(frozen=True)

@@ -265,8 +265,9 @@ def detail_tables(df: pd.DataFrame, models: list[str], specs: list[ReportSpec]) 
     for spec in specs:
         keys = {(m.name, m.source) for m in spec.metrics()}
         mine = df[[(m, s) in keys for m, s in zip(df["metric"], df["source"])]]
+        clean = df[(df["metric"] == "clean") & (df["source"] == "")]
         for t in spec.tables:
-            table = t.build(mine, models)
+            table = t.build(pd.concat([mine, clean]) if t.with_clean else mine, models)
             if len(table):
                 out.append((t.title, t.note, table))
     return out
