@@ -314,8 +314,8 @@ steps = 3
 
 [[evaluations]]
 kind = "minimal"
-attacks = ["pgd", "bim", "deepfool", "ddn", "fmn", "brendel-bethge", "fmn-refine", "boundary", "hopskipjump"]
-norms = ["l2", "linf"]
+attacks = ["pgd", "bim", "deepfool", "ddn", "fmn", "ead", "brendel-bethge", "fmn-refine", "boundary", "hopskipjump"]
+norms = ["l2", "linf", "l1"]
 max_images = 6
 pgd = { steps = 5, search_steps = 3 }
 bim = { steps = 5, search_steps = 3 }
@@ -326,6 +326,7 @@ boundary = { steps = 10 }
 hopskipjump = { steps = 2, gradient_evals = 5 }
 ddn = { steps = 5 }
 fmn-refine = { steps = 5 }
+ead = { steps = 5, binary_search_steps = 2 }
 
 """
     + TRANSFER
@@ -515,3 +516,28 @@ def test_mce_and_relative_mce_against_the_reference():
     table = corruption_error_table(df, ["ref", "half", "same"], reference="")
     assert list(table["reference"]) == ["ref"] * 3 and table.loc[1, "mCE"] == "50.0 ± 0.0"
     assert corruption_error_table(df, ["ref"], reference="nobody").empty
+
+
+def test_targeted_pgd_reaches_its_targets_and_draws_them_the_same_for_every_model():
+    from bench.evals.pgd import PGD, PGDParams, attack_at, pgd_attack
+
+    model, x, y = linear_model_and_images(n=24, classes=5)
+    other, _, _ = linear_model_and_images(n=24, classes=5, seed=1)
+    ctx = EvalContext(CPU, 5, batch_size=16, indices=torch.arange(len(y)))
+    rules = {
+        rule: PGD(PGDParams(norm="linf", epsilons=(0.0, 0.02), target=rule)) for rule in ("random", "least-likely")
+    }
+    random = rules["random"].targets(model, x, y, ctx)
+    assert (random != y).all() and torch.equal(random, rules["random"].targets(other, x, y, ctx))  # common to models
+    assert len(set(random.tolist())) > 1
+    least = rules["least-likely"].targets(model, x, y, ctx)
+    assert torch.equal(least, model(x).argmin(1))
+    fmodel = foolbox().PyTorchModel(model, bounds=(0, 1))
+    attack = pgd_attack("linf", 50, 0.05, True)
+    for targets in (random, least):
+        adv = attack_at(attack, fmodel, x, y, 0.5, "linf", 0, ctx, "pgd-linf", targets=targets)
+        assert (model(adv).argmax(1) == targets).float().mean() >= 0.9  # the attack goes where it is told
+    out = rules["least-likely"].run(model, x, y, ctx)
+    assert out.notes["target"].startswith("targeted") and {m.metric.name for m in out.metrics} == {
+        "pgd-linf-least-likely"
+    }

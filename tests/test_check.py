@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -21,11 +22,17 @@ from bench.numerics import simulated_cpu_environment
 from bench.train.checkpoint import load_checkpoint
 from bench.train.regularizer import PairRegularizer
 
-# two tiny models that train reliably over seeds (about 55% validation accuracy in 3 s)
+# two tiny models that train reliably over seeds (60-70% validation accuracy in 3 s): batches of
+# 32 at momentum 0.5 and alpha 3. At batches of 64, momentum 0.9 and alpha 10 the regularized
+# model's seed spread on an Intel Xeon at one thread (train sim 0.54 +- 0.14 over 6 seeds) hid a
+# 4x weaker similarity term (0.13) from the rule; here 0.36 +- 0.09 against 0.11, with 6 seeds
+# checked against 12
 CHECKED_TRAINER = """
 [trainer]
 epochs = 3
 lr_step_epochs = 2
+batch_size = 32
+momentum = 0.5
 train_images = 1024
 val_fraction = 0.02
 augment = false
@@ -36,7 +43,7 @@ CHECKED_CARDS = {
     + CHECKED_TRAINER
     + """
 [regularizer]
-alpha = 10.0
+alpha = 3.0
 pairs_per_step = 32
 
 [regularizer.target]
@@ -51,7 +58,7 @@ CHECKED_SUITE = """
 version = 1
 dataset = "fmnist-mini"
 models = ["chk-none", "chk-pixel"]
-seeds = [0, 1, 2]
+seeds = [0, 1, 2, 3, 4, 5]
 batch_size = 96
 
 [subset]
@@ -75,7 +82,7 @@ kind = "minimal"
 attacks = ["fmn"]
 norms = ["linf"]
 max_images = 16
-fmn = { steps = 5 }
+fmn = { steps = 20 }
 
 [[evaluations]]
 kind = "similarity"
@@ -84,7 +91,7 @@ kind = "similarity"
 default = 0.006
 relative = 0.01
 tolerances = { "minimal-linf" = 0.0001, "ensemble-linf" = 0.07, "found" = 0.07, "wins" = 0.2 }
-reference_seeds = [0, 1, 2, 3, 4, 5]
+reference_seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
 """
 
 
@@ -97,7 +104,7 @@ def write_checked_root(root):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """A reference written once for the module (6 seeds x 2 tiny models)."""
+    """A reference written once for the module (12 seeds x 2 tiny models)."""
     root = write_checked_root(tmp_path_factory.mktemp("check"))
     with pytest.MonkeyPatch.context() as mp:
         enter(root, mp)
@@ -121,7 +128,7 @@ pytestmark = pytest.mark.slow
 def test_update_commits_checkpoints_and_the_same_machine_passes(checked):
     root, ref = checked
     doc = json.loads(ref.read_text())
-    assert doc["format_version"] == 3 and doc["suite"] == "tiny" and doc["training"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert doc["format_version"] == 3 and doc["suite"] == "tiny" and doc["training"]["seeds"] == list(range(12))
     assert doc["evaluation"]["portable"] == "avx2"  # the fixtures' numbers: portable numerics
     fixtures = doc["evaluation"]["fixtures"]
     assert [(f["model"], f["seed"]) for f in fixtures] == [("chk-none", 0), ("chk-pixel", 0)]
@@ -129,7 +136,7 @@ def test_update_commits_checkpoints_and_the_same_machine_passes(checked):
     assert len(doc["evaluation"]["numbers"]) > 20 and all(n["seed"] == 0 for n in doc["evaluation"]["numbers"])
     columns = {(c["model"], c["column"]) for c in doc["training"]["columns"]}
     assert ("chk-pixel", "train sim (last epoch)") in columns and ("chk-none", "noise-gaussian AUC") in columns
-    assert all(len(c["values"]) == 6 for c in doc["training"]["columns"])
+    assert all(len(c["values"]) == 12 for c in doc["training"]["columns"])
     assert "cpu_capability" in doc["written"] and "torch" in doc["written"]["packages"]
 
     code, out, err = run_cli("check", "tiny", "--against", str(ref), "--no-run")
@@ -163,6 +170,10 @@ def _check_retraining_the_regularized_model(root, ref, tmp_path) -> tuple[int, s
     baseline's stored trainings and cells are read (the change cannot reach them)."""
     work = tmp_path / "w"
     shutil.copytree(root / ".bench", work, ignore=shutil.ignore_patterns("chk-pixel-*", "*.lock"))
+    with sqlite3.connect(work / "results.sqlite") as db:  # a training whose cells are all stored is not redone
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM trainings WHERE model = 'chk-pixel'")
+        db.execute("DELETE FROM cells WHERE model = 'chk-pixel'")
     code, out, _ = run_cli("check", "tiny", "--against", str(ref), "--workdir", str(work), "--device", "cpu")
     return code, out
 
@@ -378,7 +389,8 @@ def test_simulated_cpus_move_native_numbers_and_not_portable_ones(tmp_path):
     'ci', so its attacks draw the ci suite's random starts): evaluated with this machine's
     kernels, a simulated AVX2 or baseline CPU moves its q75, the number a real AVX2 machine moved
     past the old tolerance (the old simulation, oneDNN on, did not move it); in portable numerics
-    it keeps its bits and equals the committed reference's, which the check now compares exactly."""
+    it keeps its bits across simulated CPUs of this vendor, and is within the ci card's tolerance
+    of the committed reference's (written on another vendor's CPU)."""
     from bench.check import read_reference
     from bench.codestate import CHECKOUT
     from bench.numerics import portable_child_environment, portable_environment, simulated_cpu_environment
@@ -420,4 +432,7 @@ def test_simulated_cpus_move_native_numbers_and_not_portable_ones(tmp_path):
         for n in reference.numbers
         if n["model"] == "ci-pixel-threshold" and n["evaluation"] == "minimal-l2" and n["statistic"] == "q75"
     )
-    assert portable["native"] == committed
+    # across vendors portable mode is not bit-exact (the reference was written on an AMD EPYC; an
+    # Intel Xeon gives 1.04132 for 1.05289): the ci card's tolerance holds it
+    tolerance = load_suite_card(str(CHECKOUT / "suites" / "ci.toml")).check.tolerance("minimal-l2", "q75", committed)
+    assert abs(portable["native"] - committed) <= tolerance

@@ -45,7 +45,7 @@ def _three_steps(compile: str, pair_bn: str = "classification") -> dict[str, tor
 
 def _close(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
-        torch.equal(a[k], b[k]) if not a[k].is_floating_point() else torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4)
+        torch.equal(a[k], b[k]) if not a[k].is_floating_point() else torch.allclose(a[k], b[k], rtol=1e-2, atol=5e-3)
         for k in a
     )
 
@@ -53,8 +53,9 @@ def _close(a: dict, b: dict) -> bool:
 @pytest.mark.slow
 def test_a_compiled_step_is_one_graph_and_trains_as_the_eager_step():
     """Three compiled steps end where three eager steps end, up to rounding (inductor fuses
-    operations; 7e-5 of the largest value here): weights, BatchNorm running statistics and
-    counts, the head's EMA means. About a minute of compilation on one CPU thread."""
+    operations; the largest difference was 7e-5 on an AMD EPYC and 1.5e-3 on an Intel Xeon with
+    AMX, against 0.38 for the deliberate change below): weights, BatchNorm running statistics
+    and counts, the head's EMA means. About a minute of compilation on one CPU thread."""
     model, reg, _ = _regularized("classification")
     x, y = torch.rand(8, 1, 16, 16), torch.randint(0, 10, (8,))
     explained = torch._dynamo.explain(step_losses)(model, reg, x, y, reg.draw(1)[0])

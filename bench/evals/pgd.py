@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import torch
 from pydantic import ConfigDict, Field
 
+from bench.config import ADDED
 from bench.evals import sanity
 from bench.evals.attacks import Epsilon, Epsilons, MaxImages, Norm, check_epsilons, distances, foolbox
 from bench.evals.base import EpsilonCurveEvaluation, EvalContext, EvalOutput, Metric, forked_rng, predict
 from bench.evals.image_rng import ImageRNG
+from bench.evals.reporting import MetricId
 
 CLEAN_ERRORS = "clean errors count as failures (Foolbox semantics): robust accuracy <= clean accuracy"
+TARGETS = {
+    "random": "targeted: each image towards another class drawn from its own generator (the same for every model)",
+    "least-likely": "targeted: each image towards the class of the model's lowest clean logit",
+}
 
 
 NESTED = (
@@ -57,6 +63,10 @@ class PGDParams:
     # full budget's says the attack was still gaining: flagged not converged. () skips the check
     budget_fractions: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = ()
     converged_within: Annotated[float, Field(gt=0, le=1)] = 0.02
+    # targeted: every image is pushed towards a stated class, and accuracy is still "predicts its
+    # label". random: another class drawn from the image's own generator (the same for every
+    # model); least-likely: the class of the model's lowest clean logit (Kurakin et al. 2017)
+    target: Literal["none", "random", "least-likely"] = field(default="none", metadata=ADDED)
 
     def __post_init__(self):
         check_epsilons(self.norm, self.epsilons + ((self.sanity_epsilon,) if self.sanity_epsilon else ()))
@@ -112,11 +122,13 @@ def attack_at(
     ctx: EvalContext,
     name: str,
     ids: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adversarials at one epsilon, batch by batch, checked to lie within it. Foolbox takes no
     seed: its random start draws from torch's global RNG, so a forked copy is seeded and the
     caller's RNG stays untouched. With ``ids`` (test-set indices of the rows of ``x``) an attack
-    made by ``pgd_attack(per_image_starts=True)`` draws each image's start from its own generator."""
+    made by ``pgd_attack(per_image_starts=True)`` draws each image's start from its own generator.
+    With ``targets`` (a class per row) the attack aims at them (Foolbox's targeted criterion)."""
     if eps == 0:  # the only image within epsilon 0 is the image itself
         ctx.progress.advance(len(y))
         return x.cpu().clone()
@@ -126,7 +138,10 @@ def attack_at(
             xb, yb = x[sl].to(ctx.device), y[sl].to(ctx.device)
             if ids is not None:
                 attack.starts = ImageRNG.for_images(seed, ids[sl])
-            _, clipped, _ = attack(fmodel, xb, yb, epsilons=[eps])
+            criterion = (
+                yb if targets is None else foolbox().criteria.TargetedMisclassification(targets[sl].to(ctx.device))
+            )
+            _, clipped, _ = attack(fmodel, xb, criterion, epsilons=[eps])
             adv = clipped[0].detach()
             if not bool((distances(xb, adv, norm) <= eps * (1 + 1e-5) + 1e-7).all()):
                 raise RuntimeError(f"{name}: attack returned images outside epsilon {eps}")
@@ -157,11 +172,30 @@ class PGD(EpsilonCurveEvaluation):
         p = self.params
         return dataclasses.replace(p, steps=max(1, round(p.steps * fraction)), budget_fractions=(), sanity_epsilon=0)
 
+    @property
+    def metric(self) -> MetricId:
+        target = self.params.target
+        return MetricId(f"pgd-{self.params.norm}" + ("" if target == "none" else f"-{target}"))
+
     def notes(self):
         notes = {"attack": f"foolbox {type(self._attack()).__name__}", "semantics": CLEAN_ERRORS}
         if self.params.schedule == "nested":
             notes["schedule"] = NESTED
+        if self.params.target != "none":
+            notes["target"] = TARGETS[self.params.target]
         return notes
+
+    def targets(self, model, x, y, ctx: EvalContext) -> torch.Tensor | None:
+        """The class each image is pushed towards (None: untargeted)."""
+        rule = self.params.target
+        if rule == "none":
+            return None
+        with torch.no_grad():
+            logits = torch.cat([model(x[sl].to(ctx.device)).cpu() for sl in _batches(len(y), ctx.batch_size)])
+        if rule == "least-likely":
+            return logits.argmin(1)
+        draw = ImageRNG.for_images(self.point_seed(ctx, "targets"), ctx.image_ids(x))
+        return (y + draw.randint(1, logits.shape[1], 1).flatten()) % logits.shape[1]  # never the label
 
     def _attack(self):
         p = self.params
@@ -171,13 +205,24 @@ class PGD(EpsilonCurveEvaluation):
     def session(self, model, x, y, ctx: EvalContext):
         fmodel = foolbox().PyTorchModel(model, bounds=(0, 1), device=ctx.device)
         alive = ctx.clean_correct(model, x, y).clone() if self.params.schedule == "nested" else None
-        yield _Session(self._attack(), fmodel, alive)
+        yield _Session(self._attack(), fmodel, alive, self.targets(model, x, y, ctx))
 
     def _attack_rows(self, state: _Session, rows, eps: float, seed: int, model, x, y, ctx: EvalContext):
         """Per-image correctness of ``rows`` after an attack at ``eps``."""
         ids = ctx.image_ids(x)[rows] if state.alive is not None else None
+        targets = state.targets[rows] if state.targets is not None else None
         adv = attack_at(
-            state.attack, state.fmodel, x[rows], y[rows], eps, self.params.norm, seed, ctx, self.metric.label, ids
+            state.attack,
+            state.fmodel,
+            x[rows],
+            y[rows],
+            eps,
+            self.params.norm,
+            seed,
+            ctx,
+            self.metric.label,
+            ids,
+            targets,
         )
         return predict(model, adv, ctx) == y[rows]
 
@@ -223,3 +268,4 @@ class _Session:
     attack: object
     fmodel: object
     alive: torch.Tensor | None  # nested schedule: the images no epsilon so far has broken (clean errors never stand)
+    targets: torch.Tensor | None = None  # targeted: the class each image is pushed towards
