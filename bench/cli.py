@@ -489,7 +489,10 @@ def merge(
 def export_cmd(
     suite: Annotated[str, typer.Argument(help="Suite name or card path.")],
     to: Annotated[
-        Path, typer.Option(help="The file to write (gzip'd JSON lines), e.g. reports/SUITE/results.jsonl.gz.")
+        Path,
+        typer.Option(
+            help="The file to write (gzip'd JSON lines), e.g. reports/exports/SUITE.jsonl.gz (not inside reports/SUITE/, which a report replaces whole)."
+        ),
     ],
     workdir: Workdir = Path(".bench"),
     store: Store = None,
