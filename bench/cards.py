@@ -4,6 +4,7 @@ parsed into typed dataclasses and validated on load."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -156,9 +157,9 @@ class ModelCard:
     def has_target(self) -> bool:
         return self.regularizer is not None and self.regularizer.alpha > 0
 
-    @property
+    @functools.cached_property
     def card_hash(self) -> str:
-        """The training recipe only (a new description or seed list does not retrain), and the
+        """Once per card object (a dataset card's digest reads its files). The training recipe only (a new description or seed list does not retrain), and the
         trainer's version (a change of training code that alters weights does)."""
         recipe = {f: getattr(self, f) for f in ("arch", "dataset", "width", "input_scale", "trainer", "regularizer")}
         if is_dataset_card(self.dataset):  # a user's files: changed data is a new recipe
@@ -168,15 +169,22 @@ class ModelCard:
         return identity_hash({**recipe, "trainer_version": TRAINER_VERSION})
 
 
-def load_model_card(name: str) -> ModelCard | ExternalCard:
-    """A zoo card, or an external one (a card with a 'source' table: a model trained elsewhere)."""
-    path = find_card("models", name, "model")
+def read_named_card(folder: str, name: str, kind: str, reserved: tuple[str, ...]) -> tuple[Path, str, dict]:
+    """A card's file found, its name checked and its TOML read: (path, where, raw). The keys in
+    ``reserved`` are set on load (a card is named by its file name), never by the card."""
+    path = find_card(folder, name, kind)
     where = str(path)
-    check_name(path.stem, where, "model card")
+    check_name(path.stem, where, f"{kind} card")
     raw = read_toml(path)
-    for key in ("name", "path"):
+    for key in reserved:
         if key in raw:
             raise CardError(f"{where}: unknown key '{key}'; a card is named by its file name")
+    return path, where, raw
+
+
+def load_model_card(name: str) -> ModelCard | ExternalCard:
+    """A zoo card, or an external one (a card with a 'source' table: a model trained elsewhere)."""
+    path, where, raw = read_named_card("models", name, "model", ("name", "path"))
     if "source" in raw:
         if not isinstance(raw["source"], dict):
             raise CardError(f"{where}: key 'source' must be a table (kind, path, ...)")

@@ -57,17 +57,11 @@ def dataset_card_names() -> list[str]:
 
 
 def load_dataset_card(name: str) -> DatasetCard:
-    from bench.cards import check_name, find_card
-    from bench.config import parse, read_toml
-
-    path = find_card("datasets", name, "dataset")
-    where = str(path)
-    check_name(path.stem, where, "dataset card")
-    raw = read_toml(path)
-    for key in ("name", "card_path"):
-        if key in raw:
-            raise CardError(f"{where}: unknown key '{key}'; a card is named by its file name")
+    from bench.cards import read_named_card
+    from bench.config import parse
     from bench.data.base import DATASETS
+
+    path, where, raw = read_named_card("datasets", name, "dataset", ("name", "card_path"))
 
     if path.stem in DATASETS:
         raise CardError(f"{where}: {path.stem!r} is a built-in dataset's name; rename the card")
